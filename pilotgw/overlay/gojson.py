@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 _ESCAPES = str.maketrans(
@@ -34,12 +35,14 @@ def format_float(value: float) -> str:
         mantissa = mantissa[:-2] if mantissa.endswith(".0") else mantissa
         e = int(exp)
         return f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e):02d}"
-    if value == int(value):
-        return str(int(value))
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
     text = repr(value)
-    if "e" in text:  # Python uses exponents from 1e16; Go not until 1e21
-        text = format(value, "f")
-    return text
+    if "e" in text:  # Python uses exponents below 1e-4 and from 1e16; Go not
+        # The shortest repr's digits, zero-padded: 7.161626836463073e+16 is
+        # "71616268364630730" in Go, not the float's exact integer value.
+        text = format(Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _encode(obj: Any, sort_keys: bool, indent: bool, level: int, out: list[str]) -> None:
