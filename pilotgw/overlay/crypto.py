@@ -271,6 +271,16 @@ class PeerCrypto:
     def install(self, peer_public: bytes, now: float, prefix: Optional[bytes] = None) -> InstallResult:
         """Use the X25519 key of a *verified* PILA from this peer.
 
+        * refused (stale) key: ignored -> ``REFUSED``;
+        * no state yet: a new state (new random prefix, counter 0) -> ``NEW``;
+        * the key in use: nothing changes, counters continue -> ``SAME``;
+        * the fallback's key: the fallback is current again and the unconfirmed
+          state is dropped -> ``CHANGED``;
+        * another key: a new state becomes current; the old current becomes the
+          fallback, unless a fallback already exists (the old current was never
+          confirmed by traffic), in which case the confirmed fallback is kept
+          and the unconfirmed state dropped -> ``CHANGED``.
+
         ``prefix`` overrides the random send prefix of a newly created state
         (tests). Raises :class:`DecodeError` (``"weak_key"``) for a low-order
         key, leaving the state unchanged.
@@ -380,11 +390,12 @@ class PeerCrypto:
             except InvalidTag:
                 pass
             else:
-                self._commit(current, window, prefix, counter)
+                if window is None:
+                    self._commit_new_prefix(current, prefix, counter)
+                else:
+                    window.commit(counter)
                 if self._fallback is not None:
-                    if self._fallback.peer_public != current.peer_public:
-                        self._refuse(self._fallback.peer_public)
-                    self._fallback = None
+                    self._confirm(current)
                 self.opened_with_fallback = False
                 self.auth_failures = 0
                 return plaintext
@@ -414,7 +425,10 @@ class PeerCrypto:
             plaintext = fallback.aead.decrypt(frame.nonce, frame.ciphertext, None)
         except InvalidTag:
             return None
-        self._commit(fallback, window, prefix, counter)
+        if window is None:
+            self._commit_new_prefix(fallback, prefix, counter)
+        else:
+            window.commit(counter)
         self.opened_with_fallback = True
         self.auth_failures = 0
         if current.peer_public != fallback.peer_public and now - current.installed_at >= FALLBACK_GRACE:
@@ -424,15 +438,20 @@ class PeerCrypto:
             self.reverts += 1
         return plaintext
 
-    def _commit(self, state: _KeyState, window: Optional[ReplayWindow], prefix: bytes, counter: int) -> None:
-        if window is None:
-            if len(state.windows) >= MAX_PEER_PREFIXES:
-                self.rekey_reason = "prefix_limit"
-                raise DecodeError(
-                    f"peer used more than {MAX_PEER_PREFIXES} nonce prefixes under one key", "prefix_limit"
-                )
-            window = state.windows[prefix] = ReplayWindow()
-            if prefix == state.send_prefix:
-                # Both directions share the key: equal prefixes mean nonce reuse.
-                self.rekey_reason = "prefix_collision"
+    def _confirm(self, current: _KeyState) -> None:
+        # A frame authenticated under the current state: the key change is
+        # real, so the peer has moved past the fallback's key for good.
+        fallback = self._fallback
+        if fallback is not None and fallback.peer_public != current.peer_public:
+            self._refuse(fallback.peer_public)
+        self._fallback = None
+
+    def _commit_new_prefix(self, state: _KeyState, prefix: bytes, counter: int) -> None:
+        if len(state.windows) >= MAX_PEER_PREFIXES:
+            self.rekey_reason = "prefix_limit"
+            raise DecodeError(f"peer used more than {MAX_PEER_PREFIXES} nonce prefixes under one key", "prefix_limit")
+        window = state.windows[prefix] = ReplayWindow()
+        if prefix == state.send_prefix:
+            # Both directions share the key: equal prefixes mean nonce reuse.
+            self.rekey_reason = "prefix_collision"
         window.commit(counter)
