@@ -1,0 +1,396 @@
+"""A small blocking driver: ``SyncClient`` for scripts and for ``pilotctl``.
+
+It speaks the same protocol through the same :class:`~pilotgw.client.core.DriverCore`
+as the asyncio :class:`~pilotgw.client.aio.Client`, on a plain blocking
+socket with ``select``, so it starts without importing asyncio (``pilotctl``
+must start in well under 150 ms). Whenever it waits -- for a reply, for data,
+or for the socket to take a write -- it keeps reading, so a large upload
+never deadlocks against the echoes or pushes coming back.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from collections import deque
+from typing import Any
+
+from pilotgw.client import calls, core, wire
+from pilotgw.client.calls import Call, as_addr
+from pilotgw.client.errors import (
+    ConnectionFailed,
+    DaemonDisconnected,
+    DaemonError,
+    NotRunning,
+    PilotError,
+    ProtocolError,
+    Timeout,
+)
+from pilotgw.overlay.address import Addr, SocketAddr
+from pilotgw.overlay.errors import DecodeError
+
+_DATAGRAM_QUEUE = 256
+_ACCEPT_BACKLOG = 64
+
+
+class SyncConnection:
+    """A blocking overlay stream. ``recv`` returns ``b""`` at end of stream."""
+
+    def __init__(self, client: "SyncClient", conn_id: int, remote: SocketAddr, local_port: int | None) -> None:
+        self._client = client
+        self.conn_id = conn_id
+        self.remote = remote
+        self.local_port = local_port
+        self._chunks: deque[bytes] = deque()
+        self._eof = False
+        self._error: PilotError | None = None
+        self.closed = False
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` (any size; chunked) and block until the socket took it."""
+        if self._error is not None:
+            raise self._error
+        if self.closed:
+            raise ConnectionFailed(f"connection {self.conn_id} is closed")
+        self._client._send(self.conn_id, data)
+        if self._error is not None:
+            raise self._error
+
+    sendall = send
+
+    def recv(self, max_bytes: int = 65535, timeout: float | None = None) -> bytes:
+        """The next received bytes (at most ``max_bytes``), ``b""`` at EOF;
+        raises :class:`Timeout` after ``timeout`` seconds without data."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._client._wait(lambda: bool(self._chunks) or self._eof, deadline)
+        if not self._chunks:
+            return b""
+        chunk = self._chunks.popleft()
+        if len(chunk) > max_bytes:
+            self._chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        return chunk
+
+    def recv_available(self) -> int:
+        """Read whatever already arrived without waiting; return the byte count
+        consumed (for counters such as ``pilotctl bench``)."""
+        self._client._poll(0)
+        total = sum(len(c) for c in self._chunks)
+        self._chunks.clear()
+        return total
+
+    def close(self) -> None:
+        """Send Close (FIN) without waiting for the daemon's answer."""
+        if not self.closed:
+            self.closed = True
+            self._client._close_conn(self)
+
+    def __enter__(self) -> "SyncConnection":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SyncListener:
+    def __init__(self, client: "SyncClient", port: int) -> None:
+        self._client = client
+        self.port = port
+        self._queue: deque[SyncConnection] = deque()
+
+    def accept(self, timeout: float | None = None) -> SyncConnection:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._client._wait(lambda: bool(self._queue), deadline)
+        return self._queue.popleft()
+
+
+class SyncClient:
+    """Blocking IPC session. ``with SyncClient() as c: print(c.info())``.
+
+    Raises the same :class:`PilotError` family as the asyncio client; waits
+    that can time out raise :class:`Timeout`.
+    """
+
+    def __init__(self, socket_path: str | None = None, connect_timeout: float = 5.0) -> None:
+        self.socket_path = socket_path or calls.default_socket_path()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(connect_timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise NotRunning() from exc
+        sock.setblocking(False)
+        self._sock: socket.socket | None = sock
+        self._core = core.DriverCore()
+        self._out = bytearray()
+        self._results: dict[int, tuple[bool, Any]] = {}
+        self._calls: dict[int, Call] = {}
+        self._conns: dict[int, SyncConnection] = {}
+        self._listeners: dict[int, SyncListener] = {}
+        self._datagrams: deque[wire.Datagram] | None = None
+        self._sendto_error: str | None = None
+        self._error: PilotError | None = None
+        self._close_waits: set[int] = set()
+
+    # -- plumbing -------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._flush_blocking(time.monotonic() + 1.0)
+            except PilotError:
+                pass
+            self._sock.close()
+            self._sock = None
+            self._error = self._error or DaemonDisconnected("client closed")
+
+    def __enter__(self) -> "SyncClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _poll(self, timeout: float | None) -> None:
+        """One select round: write what is queued, read what arrived."""
+        self._check()
+        sock = self._sock
+        assert sock is not None
+        readable, writable, _ = select.select([sock], [sock] if self._out else [], [], timeout)
+        if writable:
+            try:
+                sent = sock.send(self._out)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._fail(DaemonDisconnected(f"daemon disconnected: {exc}"))
+                raise self._error  # type: ignore[misc]
+            del self._out[:sent]
+        if readable:
+            try:
+                data = sock.recv(1 << 18)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._fail(DaemonDisconnected(f"daemon disconnected: {exc}"))
+                raise self._error  # type: ignore[misc]
+            if not data:
+                self._fail(DaemonDisconnected())
+                raise self._error  # type: ignore[misc]
+            try:
+                events = self._core.receive(data)
+            except DecodeError as exc:
+                self._fail(ProtocolError(f"daemon protocol error: {exc}"))
+                raise self._error  # type: ignore[misc]
+            for event in events:
+                self._on_event(event)
+
+    def _wait(self, done: Any, deadline: float | None) -> None:
+        while not done():
+            self._check()
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise Timeout("timed out")
+            self._poll(timeout)
+
+    def _flush_blocking(self, deadline: float | None = None) -> None:
+        self._wait(lambda: not self._out, deadline)
+
+    def _fail(self, error: PilotError) -> None:
+        if self._error is None:
+            self._error = error
+            for conn in self._conns.values():
+                conn._error = conn._error or error
+
+    def _on_event(self, event: core.Event) -> None:
+        if isinstance(event, core.Data):
+            conn = self._conns.get(event.conn_id)
+            if conn is not None:
+                conn._chunks.append(event.data)
+        elif isinstance(event, core.Reply):
+            call = self._calls.pop(event.token, None)
+            if call is None:  # a Close; only disconnect() waits for its answer
+                if event.token in self._close_waits:
+                    self._results[event.token] = (True, None)
+                return
+            try:
+                value = call.parse(event.payload, call.label)
+            except PilotError as exc:
+                self._results[event.token] = (False, exc)
+                return
+            if call.expect == wire.DIAL_OK:
+                req = call.request
+                peer = SocketAddr(Addr.from_bytes(req[5:11]), int.from_bytes(req[11:13], "big"))
+                conn = SyncConnection(self, value, peer, None)
+                self._conns[conn.conn_id] = conn
+                value = conn
+            self._results[event.token] = (True, value)
+        elif isinstance(event, core.Failed):
+            call = self._calls.pop(event.token, None)
+            if call is not None or event.token in self._close_waits:
+                self._results[event.token] = (False, DaemonError(call.label if call else "close", event.message))
+        elif isinstance(event, core.Eof):
+            conn = self._conns.get(event.conn_id)
+            if conn is not None:
+                conn._eof = True
+                if conn.closed:
+                    self._forget(conn)
+        elif isinstance(event, core.Accepted):
+            acc = event.accept
+            conn = SyncConnection(self, acc.conn_id, SocketAddr(acc.remote_addr, acc.remote_port), acc.local_port)
+            listener = self._listeners.get(acc.local_port)
+            if listener is None or len(listener._queue) >= _ACCEPT_BACKLOG:
+                _, frame = self._core.close(acc.conn_id)
+                self._out += frame
+            else:
+                self._conns[acc.conn_id] = conn
+                listener._queue.append(conn)
+        elif isinstance(event, core.DatagramIn):
+            if self._datagrams is not None and len(self._datagrams) < _DATAGRAM_QUEUE:
+                self._datagrams.append(event.datagram)
+        elif isinstance(event, core.SendFailed):
+            conn = self._conns.get(event.conn_id)
+            if conn is not None and conn._error is None:
+                conn._error = DaemonError("write", event.message)
+        elif isinstance(event, core.SendToFailed):
+            self._sendto_error = event.message
+
+    def _forget(self, conn: SyncConnection) -> None:
+        self._conns.pop(conn.conn_id, None)
+        self._core.forget(conn.conn_id)
+
+    def call(self, call: Call, timeout: float | None = None) -> Any:
+        """Send one request and block for its reply."""
+        self._check()
+        token = self._core.rpc(call.expect)
+        self._calls[token] = call
+        self._out += call.request
+        self._wait(lambda: token in self._results, None if timeout is None else time.monotonic() + timeout)
+        ok, value = self._results.pop(token)
+        if not ok:
+            raise value
+        return value
+
+    def _send(self, conn_id: int, data: bytes | bytearray | memoryview) -> None:
+        for frame in self._core.send(conn_id, data):
+            self._out += frame
+            if len(self._out) >= 1 << 18:
+                self._wait(lambda: len(self._out) < 1 << 16, None)
+        self._flush_blocking()
+
+    def _close_conn(self, conn: SyncConnection) -> None:
+        if self._error is not None:
+            self._forget(conn)
+            return
+        _, frame = self._core.close(conn.conn_id)
+        self._out += frame
+        self._forget(conn)
+        try:
+            self._flush_blocking(time.monotonic() + 5.0)
+        except PilotError:
+            pass
+
+    # -- API --------------------------------------------------------------------
+
+    def dial(self, addr: Addr | str | int, port: int, timeout: float | None = None) -> SyncConnection:
+        return self.call(calls.dial(as_addr(addr), port), timeout)  # type: ignore[no-any-return]
+
+    def listen(self, port: int) -> SyncListener:
+        wire.check_port(port)
+        listener = self._listeners[port] = SyncListener(self, port)
+        try:
+            self.call(calls.bind(port))
+        except BaseException:
+            del self._listeners[port]
+            raise
+        return listener
+
+    def send_to(self, addr: Addr | str | int, port: int, data: bytes) -> None:
+        self._check()
+        if self._sendto_error is not None:
+            message, self._sendto_error = self._sendto_error, None
+            raise DaemonError("send_to", message)
+        self._out += self._core.send_to(as_addr(addr), port, bytes(data))
+        self._flush_blocking()
+
+    def watch_datagrams(self) -> None:
+        """Start keeping pushed datagrams (dropped until this is called)."""
+        if self._datagrams is None:
+            self._datagrams = deque()
+
+    def recv_datagram(self, port: int | None = None, timeout: float | None = None) -> wire.Datagram:
+        """The next datagram for ``port`` (any port if ``None``); others are discarded."""
+        self.watch_datagrams()
+        queue = self._datagrams
+        assert queue is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def ready() -> bool:
+            while queue and port is not None and queue[0].dst_port != port:
+                queue.popleft()
+            return bool(queue)
+
+        self._wait(ready, deadline)
+        return queue.popleft()
+
+    def disconnect(self, conn_id: int, timeout: float = 10.0) -> None:
+        """Close ``conn_id`` and wait for the daemon's CloseOK."""
+        wire.check_node(conn_id)
+        self._check()
+        token, frame = self._core.close(conn_id)
+        self._close_waits.add(token)
+        self._out += frame
+        try:
+            self._wait(lambda: token in self._results, time.monotonic() + timeout)
+        finally:
+            self._close_waits.discard(token)
+        ok, value = self._results.pop(token)
+        if not ok:
+            raise value
+
+    def info(self) -> dict[str, Any]:
+        return self.call(calls.info())  # type: ignore[no-any-return]
+
+    def resolve_hostname(self, hostname: str) -> dict[str, Any]:
+        return self.call(calls.resolve_hostname(hostname))  # type: ignore[no-any-return]
+
+    def set_hostname(self, hostname: str) -> dict[str, Any]:
+        return self.call(calls.set_hostname(hostname))  # type: ignore[no-any-return]
+
+    def set_visibility(self, public: bool) -> dict[str, Any]:
+        return self.call(calls.set_visibility(public))  # type: ignore[no-any-return]
+
+    def set_tags(self, tags: list[str]) -> dict[str, Any]:
+        return self.call(calls.set_tags(tags))  # type: ignore[no-any-return]
+
+    def set_webhook(self, url: str) -> dict[str, Any]:
+        return self.call(calls.set_webhook(url))  # type: ignore[no-any-return]
+
+    def set_task_exec(self, enabled: bool) -> dict[str, Any]:
+        return self.call(calls.set_task_exec(enabled))  # type: ignore[no-any-return]
+
+    def deregister(self) -> dict[str, Any]:
+        return self.call(calls.deregister())  # type: ignore[no-any-return]
+
+    def handshake(self, node_id: int, justification: str = "") -> dict[str, Any]:
+        return self.call(calls.handshake(node_id, justification))  # type: ignore[no-any-return]
+
+    def approve(self, node_id: int) -> dict[str, Any]:
+        return self.call(calls.approve(node_id))  # type: ignore[no-any-return]
+
+    def reject(self, node_id: int, reason: str = "") -> dict[str, Any]:
+        return self.call(calls.reject(node_id, reason))  # type: ignore[no-any-return]
+
+    def pending(self) -> list[dict[str, Any]]:
+        return self.call(calls.pending())  # type: ignore[no-any-return]
+
+    def trusted(self) -> list[dict[str, Any]]:
+        return self.call(calls.trusted())  # type: ignore[no-any-return]
+
+    def revoke(self, node_id: int) -> dict[str, Any]:
+        return self.call(calls.revoke(node_id))  # type: ignore[no-any-return]
