@@ -6,6 +6,7 @@ import os
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -227,7 +228,7 @@ def test_replayed_frame_rejected() -> None:
 def test_counter_zero_rejected() -> None:
     a, b = _pair(prefix_a=PREFIX)
     # A genuinely encrypted frame with counter 0 (never sent by a reference).
-    aead = crypto.AESGCM(crypto.tunnel_key(SHARED))
+    aead = AESGCM(crypto.tunnel_key(SHARED))
     nonce = PREFIX + bytes(8)
     frame = tunnel.encode_pils(1, nonce, aead.encrypt(nonce, SYN, None))
     assert _code(b, frame) == "counter"
