@@ -68,3 +68,23 @@ def test_push_decoders_only_raise_decode_error(data: bytes) -> None:
             fn(data)
         except DecodeError:
             pass
+
+
+def test_frames_match_the_shared_ipc_codec() -> None:
+    # wire.py stays import-light for pilotctl's startup budget; this keeps it
+    # byte-identical to the daemon side's codec.
+    from pilotgw.overlay import ipc
+
+    a = Addr(0, 0x10009)
+    assert wire.bind(80) == ipc.Bind(80).encode()
+    assert wire.dial(a, 1001) == ipc.Dial(a, 1001).encode()
+    assert wire.close(7) == ipc.Close(7).encode()
+    assert wire.send_to(a, 9, b"dg") == ipc.SendTo(a, 9, b"dg").encode()
+    assert wire.send_frames(7, b"x" * 70000) == list(ipc.encode_send(7, b"x" * 70000))
+    assert wire.handshake(wire.HS_REQUEST, 9, b"why") == ipc.HandshakeRequest(9, "why").encode()
+    assert wire.handshake(wire.HS_PENDING) == ipc.HandshakePending().encode()
+    assert wire.flag(wire.SET_VISIBILITY, True) == ipc.SetVisibility(True).encode()
+    accept = ipc.Accept(1000, 2, a, 49152)
+    assert wire.decode_accept(accept.payload()) == wire.Accept(1000, 2, a, 49152)
+    rf = ipc.RecvFrom(a, 5, 6, b"z")
+    assert wire.decode_recv_from(rf.payload()) == wire.Datagram(a, 5, 6, b"z")
