@@ -132,30 +132,27 @@ def encode(p: Packet) -> bytes:
     n = len(p.payload)
     if n > MAX_PAYLOAD:
         raise ValueError(f"payload of {n} bytes exceeds the 65535-byte limit")
-    buf = bytearray(HEADER_LEN + n)
+    fields = (
+        ((p.version & 0x0F) << 4) | (p.flags & 0x0F),
+        p.protocol,
+        n,
+        p.src_net,
+        p.src_node,
+        p.dst_net,
+        p.dst_node,
+        p.src_port,
+        p.dst_port,
+        p.seq,
+        p.ack,
+        p.window,
+    )
     try:
-        _HEADER.pack_into(
-            buf,
-            0,
-            ((p.version & 0x0F) << 4) | (p.flags & 0x0F),
-            p.protocol,
-            n,
-            p.src_net,
-            p.src_node,
-            p.dst_net,
-            p.dst_node,
-            p.src_port,
-            p.dst_port,
-            p.seq,
-            p.ack,
-            p.window,
-            0,
-        )
+        header = _HEADER.pack(*fields, 0)
     except struct.error as exc:
         raise ValueError(f"packet field out of range: {exc}") from None
-    buf[HEADER_LEN:] = p.payload
-    struct.pack_into(">I", buf, _CRC_OFFSET, zlib.crc32(buf))
-    return bytes(buf)
+    # Checksum over the zero-checksum header, then the payload; the header is
+    # packed a second time with the CRC so the payload is copied only once.
+    return _HEADER.pack(*fields, zlib.crc32(p.payload, zlib.crc32(header))) + p.payload
 
 
 def decode(data: Buffer) -> Packet:
