@@ -180,7 +180,7 @@ def number(field: str, value: Any) -> float:
     """Any JSON number (a Go float64 field); ``int`` stays ``int``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _type_error(field, value, "float64")
-    return float(value) if isinstance(value, _Fraction) else int(value)
+    return float(value) if isinstance(value, float) else int(value)
 
 
 def string_list(field: str, value: Any) -> list[str]:
