@@ -1,0 +1,183 @@
+"""Shared integration fixtures: a real ``pilot-rendezvous`` process.
+
+``rendezvous`` starts one on 127.0.0.1 with ephemeral TCP/UDP/HTTP ports and
+a store in the test's temp dir, waits until its registry port answers, and
+yields a :class:`RendezvousProcess` (``.registry``, ``.beacon``, ``.http``
+as ``(host, port)``, ``.store``, ``.fingerprint`` with ``-tls``). The
+process runs in its own process group, killed on teardown; its log is
+printed on teardown so pytest shows it for failing tests.
+
+``start_rendezvous`` (a fixture returning a factory) starts more, with extra
+flags or a given store, e.g. to restart over the same state.
+
+:class:`RegistryClient` is a minimal blocking registry connection for tests:
+``call(msg) -> reply`` using :mod:`pilotgw.overlay.registry` framing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import pytest
+
+from pilotgw.overlay.registry import decode_body, encode_frame
+
+Address = tuple[str, int]
+_LISTEN = re.compile(r"(registry|beacon|http) listening on (\S+):(\d+)")
+_PIN = re.compile(r"fingerprint \(sha256\): ([0-9a-f]{64})")
+
+
+def _command() -> list[str]:
+    exe = shutil.which("pilot-rendezvous", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "pilotgw.rendezvous"]
+
+
+@dataclass
+class RendezvousProcess:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    store: Optional[Path]
+    registry: Address = ("127.0.0.1", 0)
+    beacon: Address = ("127.0.0.1", 0)
+    http: Optional[Address] = None
+    fingerprint: Optional[str] = None
+    args: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group and reap it."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def launch(tmp_dir: Path, *extra: str, store: Optional[Path] = None, wait: bool = True,
+           timeout: float = 15.0) -> RendezvousProcess:
+    """Start pilot-rendezvous on loopback with ephemeral ports. With
+    ``wait`` it returns once the registry port accepts connections, and
+    raises (with the log) if the process exits or stalls first."""
+    log_path = tmp_dir / f"rendezvous-{time.monotonic_ns()}.log"
+    args = ["-registry-addr", "127.0.0.1:0", "-beacon-addr", "127.0.0.1:0", "-http", "127.0.0.1:0"]
+    if store is not None:
+        args += ["-store", str(store)]
+    args += list(extra)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(_command() + args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=tmp_dir)
+    rv = RendezvousProcess(proc, log_path, store, args=args)
+    if not wait:
+        return rv
+    deadline = time.monotonic() + timeout
+    while True:
+        text = rv.log()
+        if "pilot-rendezvous ready" in text:
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            rv.kill()
+            raise RuntimeError(f"pilot-rendezvous did not start (exit {proc.returncode}):\n{rv.log()}")
+        time.sleep(0.02)
+    for kind, host, port in _LISTEN.findall(text):
+        setattr(rv, kind, (host, int(port)))
+    pin = _PIN.search(text)
+    rv.fingerprint = pin.group(1) if pin else None
+    with socket.create_connection(rv.registry, timeout=5):
+        pass
+    return rv
+
+
+@pytest.fixture
+def start_rendezvous(tmp_path: Path) -> Iterator[Callable[..., RendezvousProcess]]:
+    started: list[RendezvousProcess] = []
+
+    def factory(*extra: str, store: Optional[Path] = None, wait: bool = True) -> RendezvousProcess:
+        rv = launch(tmp_path, *extra, store=store if store is not None else tmp_path / "store" / "registry.json",
+                    wait=wait)
+        started.append(rv)
+        return rv
+
+    yield factory
+    for rv in started:
+        rv.kill()
+        print(f"---- pilot-rendezvous {' '.join(rv.args)} (exit {rv.proc.returncode}) ----\n{rv.log()}")
+
+
+@pytest.fixture
+def rendezvous(start_rendezvous: Callable[..., RendezvousProcess]) -> RendezvousProcess:
+    return start_rendezvous()
+
+
+class RegistryClient:
+    """Blocking registry connection; ``source`` picks the local IP (any of 127/8)."""
+
+    def __init__(self, addr: Address, *, source: str = "127.0.0.1", timeout: float = 5.0,
+                 tls: Optional[ssl.SSLContext] = None) -> None:
+        sock = socket.create_connection(addr, timeout=timeout, source_address=(source, 0))
+        self.sock: socket.socket = tls.wrap_socket(sock) if tls is not None else sock
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.sock.sendall(encode_frame(msg))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _read(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("registry closed the connection")
+            buf += chunk
+        return buf
+
+    def recv(self) -> dict[str, Any]:
+        (length,) = struct.unpack(">I", self._read(4))
+        return decode_body(self._read(length))
+
+    def call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.send(msg)
+        return self.recv()
+
+    def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        """True if the server closes (or resets) the connection within ``timeout``."""
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(65536):
+                pass
+            return True
+        except ConnectionResetError:
+            return True
+        except (socket.timeout, TimeoutError):
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "RegistryClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
