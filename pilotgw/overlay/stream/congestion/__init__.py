@@ -1,0 +1,46 @@
+"""Congestion controllers behind one small interface.
+
+The connection and its loss detection decide *when* something happened
+(bytes delivered, a loss episode began, a retransmission timeout); a
+controller only decides what ``cwnd`` becomes. Adding CUBIC or BBR is adding a
+module here and a line in :data:`CONTROLLERS`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from pilotgw.overlay.stream.congestion.newreno import NewReno
+
+
+class CongestionController(Protocol):
+    """What the connection needs from a controller. Sizes are bytes."""
+
+    #: Congestion window: the sender keeps ``pipe < cwnd``.
+    cwnd: int
+    ssthresh: int
+
+    def on_ack(self, delivered: int, now: float, rtt: float) -> None:
+        """``delivered`` bytes newly acknowledged or SACKed outside recovery,
+        while the sender was using its whole window."""
+
+    def on_congestion(self, now: float, flight: int) -> None:
+        """A loss episode starts (at most once per window of data)."""
+
+    def on_timeout(self, now: float, flight: int) -> None:
+        """The retransmission timer fired: collapse to the loss window."""
+
+
+#: Name (``StreamOptions.congestion``) -> factory taking (mss, initial window in bytes).
+CONTROLLERS: dict[str, Callable[[int, int], CongestionController]] = {
+    "newreno": NewReno,
+}
+
+
+def new_controller(name: str, mss: int, initial_window: int) -> CongestionController:
+    """Build the named controller; ``ValueError`` for an unknown name."""
+    try:
+        factory = CONTROLLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown congestion controller {name!r}; known: {sorted(CONTROLLERS)}") from None
+    return factory(mss, initial_window)
