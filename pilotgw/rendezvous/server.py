@@ -242,6 +242,7 @@ class Rendezvous:
         if data is None:
             return []
         warnings = snapshot.load(self.service, data, time.time())
+        snapshot.collect(self.service, time.time())  # build every node's JSON now, not on the first save
         self._saved_version = self.service.version
         return warnings
 
@@ -332,9 +333,9 @@ class Rendezvous:
             if version == self._saved_version:
                 continue
             started = time.monotonic()
-            data = snapshot.dump(self.service, time.time())
+            pieces = snapshot.collect(self.service, time.time())
             try:
-                await loop.run_in_executor(None, self.store.save, data)
+                await loop.run_in_executor(None, lambda: self.store.save(pieces.encode()))
             except StoreError as exc:
                 log.error("%s; will retry", exc)
                 continue
