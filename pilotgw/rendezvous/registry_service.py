@@ -320,16 +320,16 @@ class RegistryService:
         if node is None and not self._register_limit.allow(conn.ip, now):
             raise RequestError(f"rate limited: too many registrations from {conn.ip}", "rate_limited")
         if node is not None:  # existing identity: keep everything, guard the endpoint
-            node.last_seen = now
-            if real_addr != node.real_addr:
-                old = split_host_port(node.real_addr)
-                if (old and old[0] == conn.ip) or (conn.proven and node.id in conn.proven):
+            old = split_host_port(node.real_addr)
+            if (old and old[0] == conn.ip) or (conn.proven and node.id in conn.proven):
+                node.last_seen = now
+                if real_addr != node.real_addr:
                     node.real_addr = real_addr
                     self._changed(node)
-                else:
-                    if conn.pending is None:
-                        conn.pending = {}
-                    conn.pending[node.id] = real_addr
+            else:  # a replayed key proves nothing: no endpoint, no liveness until it signs
+                if conn.pending is None:
+                    conn.pending = {}
+                conn.pending[node.id] = real_addr
             if owner and not node.owner:
                 node.owner = owner
                 self._changed(node)
