@@ -102,7 +102,7 @@ class Gateway:
         overlay: Overlay,
         subnet: str | ipaddress.IPv4Network = DEFAULT_SUBNET,
         ports: Iterable[int] | None = None,
-        state_dir: Path | str = Path.home() / ".pilot",
+        state_dir: Path | str | None = None,
         *,
         device: str = DEFAULT_DEVICE,
         route_table: int = DEFAULT_TABLE,
@@ -115,7 +115,7 @@ class Gateway:
         self.overlay = overlay
         self.subnet = subnet if isinstance(subnet, ipaddress.IPv4Network) else parse_subnet(subnet)
         self.ports = parse_ports(ports)
-        self.state_dir = Path(state_dir)
+        self.state_dir = Path(state_dir) if state_dir is not None else Path.home() / ".pilot"
         self.mappings_path = self.state_dir / MAPPINGS_FILE
         self.kernel_state_path = self.state_dir / KERNEL_STATE_FILE
         self._plumbing = SubnetPlumbing(
@@ -156,7 +156,9 @@ class Gateway:
                 log.warning("removed what a previous gateway left behind: %s", ", ".join(undone))
             self.table, dropped = MappingTable.load(self.mappings_path, self.subnet)
             for mapping in dropped:
-                log.warning("dropped saved mapping %s -> %s: not usable in %s", mapping.local_ip, mapping.addr, self.subnet)
+                log.warning(
+                    "dropped saved mapping %s -> %s: not usable in %s", mapping.local_ip, mapping.addr, self.subnet
+                )
             self._metrics = {mapping.local_ip: MappingMetrics() for mapping in self.table.mappings()}
             tcp = TcpProxy(self.overlay, self.table.by_ip, self.metrics_for, self.ports, **self._timeouts)
             try:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-from collections.abc import Callable, Set as AbstractSet
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from types import TracebackType
 
 from pyroute2 import IPRoute

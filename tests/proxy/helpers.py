@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import uvloop
-
 from fake_overlay import FakeOverlay
+
 from pilotgw.proxy.gateway import Gateway, run_blocking
 from pilotgw.tun import ipv4
 from pilotgw.tun.leftovers import find_leftovers

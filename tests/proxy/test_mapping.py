@@ -139,7 +139,12 @@ def test_missing_file_is_empty_table(tmp_path):
         b"[]",
         json.dumps({"version": 1, "subnet": "10.4.0.0/16", "next": 1, "mappings": [{"local_ip": "x"}]}).encode(),
         json.dumps(
-            {"version": 1, "subnet": "10.4.0.0/16", "next": 1, "mappings": [{"local_ip": "10.4.0.1", "pilot_addr": "zz"}]}
+            {
+                "version": 1,
+                "subnet": "10.4.0.0/16",
+                "next": 1,
+                "mappings": [{"local_ip": "10.4.0.1", "pilot_addr": "zz"}],
+            }
         ).encode(),
         json.dumps({"version": 1, "subnet": "10.4.0.0/16", "next": "x", "mappings": []}).encode(),
     ],

@@ -39,7 +39,12 @@ def test_install_records_everything_and_remove_leaves_nothing(namespace, tmp_pat
         assert [(p.dst, ipv4.parse_udp(p).data) for p in udp_packets] == [(ONE, b"ping")]
     finally:
         undone = plumbing.remove()
-    assert undone == ["nft table pilotgw_pilot0", "rule to 10.4.0.0/16 lookup 4104", "route 10.4.0.0/16 table 4104", "link pilot0"]
+    assert undone == [
+        "nft table pilotgw_pilot0",
+        "rule to 10.4.0.0/16 lookup 4104",
+        "route 10.4.0.0/16 table 4104",
+        "link pilot0",
+    ]
     assert find_leftovers(SUBNET) == []
     assert not (tmp_path / "k.json").exists()
     assert plumbing.remove() == []  # idempotent

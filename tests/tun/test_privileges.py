@@ -39,7 +39,9 @@ except KernelError as exc:
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop a capability")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop a capability"
+)
 def test_gateway_without_net_admin_fails_before_touching_anything(tmp_path):
     drop = ["setpriv", "--inh-caps=-net_admin", "--ambient-caps=-net_admin", "--bounding-set=-net_admin"]
     state = tmp_path / "state"
