@@ -778,7 +778,7 @@ class Connection:
                 out.append(Packet(PROTO_STREAM, _ACK, src_net, src_node, dst_net, dst_node, sport, dport, seg.start & MASK, rcv_ack, adv, seg.data))
                 sb.retransmit(seg, now)
                 self.retransmitted += 1
-        if len(out) != n_before:
+        if sent_new or (sb.outstanding and len(out) != n_before):
             if self._rto_deadline == _INF:
                 self._rto_deadline = now + self._rtt.current_rto()
             if sent_new and not self._tlp_used and self._pto != _INF:
