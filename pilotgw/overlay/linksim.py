@@ -82,7 +82,7 @@ class LinkStats:
     queue_drops: int = 0  #: dropped because the bottleneck queue was full
     reordered: int = 0
     duplicated: int = 0
-    corrupted: int = 0  #: bit flips injected
+    corrupted: int = 0  #: corrupted copies put on the link (a bit flipped)
     rejected: int = 0  #: corrupted packets the decoder refused (should equal corrupted)
     bytes_delivered: int = 0  #: wire bytes (header + payload) delivered
     payload_delivered: int = 0
@@ -209,9 +209,11 @@ class LinkSim:
             st.lost += 1
             return
         item: object = p
+        corrupted = False
         if self._wire:
             data = encode(p)
             if cfg.corrupt and rng.random() < cfg.corrupt:
+                corrupted = True
                 st.corrupted += 1
                 buf = bytearray(data)
                 bit = rng.randrange(len(buf) * 8)
@@ -226,6 +228,7 @@ class LinkSim:
         self._push(arrive, _DELIVER, target, item)
         if cfg.duplicate and rng.random() < cfg.duplicate:
             st.duplicated += 1
+            st.corrupted += corrupted  # the copy carries the same flipped bit
             self._push(arrive + rng.uniform(0.0, cfg.reorder_delay), _DELIVER, target, item)
 
     def _deliver(self, side: int, item: object) -> None:
