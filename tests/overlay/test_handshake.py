@@ -39,6 +39,13 @@ def test_reference_example_decodes_and_verifies() -> None:
     handshake.check_fresh(msg, NOW)
 
 
+def test_rv_tv1_handshake_signature() -> None:
+    msg = handshake.build(handshake.REQUEST, 5, 9, KEY, NOW)
+    assert msg.signature == (
+        "GEwYY2cCT8ncgwxFFC9eZAwgDkAQgGPpsUiDx5iDbecDXbt9nYvTxwfQhGPFTVhNbCV7vCKiIcL0voG5Cad7CQ=="
+    )
+
+
 def test_challenge_text() -> None:
     assert handshake.challenge(7, 9) == b"handshake:7:9"
     assert handshake.challenge(4294967295, 0) == b"handshake:4294967295:0"
