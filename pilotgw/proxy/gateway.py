@@ -33,7 +33,7 @@ from pilotgw.proxy.mapping import DEFAULT_SUBNET, Mapping, MappingError, Mapping
 from pilotgw.proxy.metrics import MappingMetrics
 from pilotgw.proxy.overlay import Overlay
 from pilotgw.proxy.packets import DEFAULT_PING_TIMEOUT, DEFAULT_UDP_IDLE, PacketRelay
-from pilotgw.proxy.tcp import DEFAULT_DIAL_TIMEOUT, DEFAULT_IDLE_TIMEOUT, TcpProxy
+from pilotgw.proxy.tcp import DEFAULT_DIAL_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, TcpProxy
 from pilotgw.tun.errors import KernelError
 from pilotgw.tun.plumbing import DEFAULT_DEVICE, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE, SubnetPlumbing
 from pilotgw.tun.privileges import require_net_admin
@@ -109,6 +109,7 @@ class Gateway:
         rule_priority: int = DEFAULT_RULE_PRIORITY,
         dial_timeout: float = DEFAULT_DIAL_TIMEOUT,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        linger: float = DEFAULT_LINGER,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
         udp_idle: float = DEFAULT_UDP_IDLE,
     ) -> None:
@@ -125,7 +126,7 @@ class Gateway:
             route_table=route_table,
             rule_priority=rule_priority,
         )
-        self._timeouts = {"dial_timeout": dial_timeout, "idle_timeout": idle_timeout}
+        self._timeouts = {"dial_timeout": dial_timeout, "idle_timeout": idle_timeout, "linger": linger}
         self._ping_timeout = ping_timeout
         self._udp_idle = udp_idle
         self.table = MappingTable(self.subnet)

@@ -137,8 +137,11 @@ class _Bridge:
             await dst.drain()
         if dst.can_write_eof():
             dst.write_eof()
-        else:
-            self.idle_limit = min(self.idle_limit, self.proxy.linger)
+        elif self.proxy.linger < self.idle_limit:
+            self.idle_limit = self.proxy.linger
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._check_idle()
 
     def _check_idle(self) -> None:
         idle = self.loop.time() - self.last_activity

@@ -56,6 +56,7 @@ class FakeOverlay:
     def __init__(self) -> None:
         self.ping_ok = True
         self.dial_error: Exception | None = None
+        self.can_half_close = True
         self.dials: list[tuple[Addr, int]] = []
         self.pings = 0
         self.ports: list[FakeDatagramPort] = []
@@ -64,7 +65,10 @@ class FakeOverlay:
         self.dials.append((addr, port))
         if self.dial_error is not None:
             raise self.dial_error
-        return await asyncio.open_connection(LOCALHOST, port)
+        reader, writer = await asyncio.open_connection(LOCALHOST, port)
+        if not self.can_half_close:  # like an overlay transport without half-close
+            writer.can_write_eof = lambda: False  # type: ignore[method-assign]
+        return reader, writer
 
     async def bind_datagrams(self) -> FakeDatagramPort:
         port = FakeDatagramPort()

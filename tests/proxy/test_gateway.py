@@ -115,6 +115,35 @@ def test_agent_half_close_reaches_client_which_can_still_send(namespace, tmp_pat
     assert received == [b"late data"]
 
 
+def test_without_overlay_half_close_the_connection_lingers_then_ends(namespace, tmp_path):
+    """C-8: after the client's EOF the reply still arrives; silence then ends it."""
+
+    async def main():
+        async def agent(reader, writer):
+            await reader.readexactly(7)  # never sees EOF: it cannot be expressed
+            writer.write(b"reply")
+            await writer.drain()
+            await reader.read()
+
+        overlay = FakeOverlay()
+        overlay.can_half_close = False
+        server = await asyncio.start_server(agent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, running_gateway(tmp_path / "state", overlay, linger=0.5) as gateway:
+            await gateway.map(AGENT)
+            reader, writer = await asyncio.open_connection("10.4.0.1", port)
+            writer.write(b"request")
+            writer.write_eof()
+            assert await reader.readexactly(5) == b"reply"
+            started = time.monotonic()
+            with pytest.raises(ConnectionResetError):
+                await asyncio.wait_for(reader.read(), 3)
+            assert time.monotonic() - started < 2.0
+            writer.close()
+
+    run(main())
+
+
 def test_dial_failure_resets_the_client_at_once(namespace, tmp_path):
     async def main():
         overlay = FakeOverlay()
