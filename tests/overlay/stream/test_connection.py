@@ -15,7 +15,7 @@ from pilotgw.overlay.stream.connection import Connection
 from pilotgw.overlay.stream.options import StreamOptions
 from pilotgw.overlay.stream.states import State, StreamStateError
 
-from stream_helpers import ACK, FIN, RST, SYN, A, B, Wire, events, handshake, kinds, pkt
+from .stream_helpers import ACK, FIN, RST, SYN, A, B, Wire, events, handshake, kinds, pkt
 
 
 def hexs(p) -> str:

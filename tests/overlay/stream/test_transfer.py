@@ -18,7 +18,7 @@ from pilotgw.overlay.stream.connection import Connection
 from pilotgw.overlay.stream.events import DataReceived, Established, StreamEnded, StreamError
 from pilotgw.overlay.stream.options import StreamOptions
 
-from stream_helpers import A, B
+from .stream_helpers import A, B
 
 MiB = 1 << 20
 RATE = 100e6  # bits/s
