@@ -702,3 +702,33 @@ def test_a_transition_outside_the_table_is_a_bug():
     c, _ = handshake()
     with pytest.raises(AssertionError):
         c._set_state(State.SYN_SENT)
+
+
+# --- every packet kind a reference peer emits (§1.11.10), received while established
+
+
+@pytest.mark.parametrize(
+    "name,packet,reply_flags",
+    [
+        ("pure ACK / window-full probe", pkt(ACK, 1, 1, 512), []),
+        ("keepalive", pkt(ACK, 1, 1, 0), []),
+        ("stray SYN-ACK", pkt(SYN | ACK, 0, 1, 512), []),
+        ("SYN-ACK to a duplicate SYN", pkt(SYN | ACK, 0, 1, 512), []),
+        ("duplicate data (retransmission)", pkt(ACK, 0, 1, 512, b"\x00"), [ACK]),
+        ("data, out of order", pkt(ACK, 50, 1, 512, b"later"), [ACK, ACK]),
+        ("SACK-carrying ACK", pkt(ACK, 1, 1, 510, sack.encode([(1, 2)])), []),
+        ("FIN|ACK", pkt(FIN | ACK, 1, 1, 0), []),
+        ("RST", pkt(RST), []),
+    ],
+)
+def test_reaction_to_each_reference_packet_kind(name, packet, reply_flags):
+    c, _ = handshake()
+    c.receive(packet, 0.1)
+    assert [p.flags for p in c.packets_to_send(0.1)] == reply_flags
+
+
+def test_reference_window_in_segments_drives_our_sender():
+    c, _ = handshake(copts=StreamOptions(initial_window=64))
+    c.receive(pkt(ACK, 1, 1, 2), 0.01)  # the reference advertises 2 free slots
+    c.send(bytes(10 * 4096))
+    assert len(c.packets_to_send(0.02)) == 2
