@@ -166,7 +166,7 @@ class StreamReader:
     of what was fed. :attr:`at_boundary` tells whether EOF now is clean.
     """
 
-    __slots__ = ("_max", "_buf", "_type", "_length", "_remaining", "_state")
+    __slots__ = ("_max", "_buf", "_type", "_length", "_remaining", "_state", "_error")
 
     # States: waiting for the header, a FILE's name length, its name, or data.
     _S_HEADER, _S_NAME_LEN, _S_NAME, _S_DATA = range(4)
@@ -178,13 +178,28 @@ class StreamReader:
         self._length = 0
         self._remaining = 0
         self._state = self._S_HEADER
+        self._error: DecodeError | None = None
 
     @property
     def at_boundary(self) -> bool:
         return self._state == self._S_HEADER and not self._buf
 
     def feed(self, data: Buffer) -> list[Event]:
+        """Events completed by ``data``. A bad header after complete frames
+        in the same chunk does not lose them: they are returned and the
+        error is raised by the next call (``feed(b"")`` will do)."""
+        if self._error is not None:
+            raise self._error
         events: list[Event] = []
+        try:
+            self._feed(data, events)
+        except DecodeError as exc:
+            if not events:
+                raise
+            self._error = exc
+        return events
+
+    def _feed(self, data: Buffer, events: list[Event]) -> None:
         view = memoryview(data) if not isinstance(data, memoryview) else data
         pos = 0
         while True:
@@ -192,7 +207,7 @@ class StreamReader:
                 if self._remaining:
                     take = min(self._remaining, len(view) - pos)
                     if take == 0:
-                        return events
+                        return
                     events.append(FrameData(data[pos : pos + take]))
                     pos += take
                     self._remaining -= take
@@ -205,7 +220,7 @@ class StreamReader:
             self._buf += view[pos : pos + take]
             pos += take
             if len(self._buf) < need:
-                return events
+                return
             self._advance(events)
 
     def _advance(self, events: list[Event]) -> None:
