@@ -24,19 +24,11 @@ _RAW = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_n
 
 _SUBCOMMANDS = {
     "daemon": ["start", "stop", "status"],
-    "task": ["submit", "accept", "decline", "execute", "send-results", "list", "queue"],
 }
 
 _EXTRA_HELP = {
     "_daemon-run": None,
     "context": "Print the machine-readable command catalog (JSON) for agents and tools",
-    "task submit": "Submit a task to a node's task service (port 1003)",
-    "task accept": "Accept a received task",
-    "task decline": "Decline a received task with a justification",
-    "task execute": "Start executing the next accepted task",
-    "task send-results": "Send the results of a task back to its submitter",
-    "task list": "List received and submitted tasks",
-    "task queue": "Show accepted tasks waiting to be executed",
 }
 
 

@@ -47,7 +47,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("comm", "publish"),
     "listen": ("comm", "listen"),
     "broadcast": ("comm", "broadcast"),
-    "task": ("tasks", "task"),
     "handshake": ("trust", "handshake"),
     "approve": ("trust", "approve"),
     "reject": ("trust", "reject"),
