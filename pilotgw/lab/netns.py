@@ -23,10 +23,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2 import netns as _pr_netns
@@ -37,6 +38,7 @@ from pilotgw.lab.errors import LabError
 NETNS_DIR = Path("/run/netns")
 RT_SCOPE_LINK = 253
 TC_H_ROOT = 0xFFFFFFFF
+T = TypeVar("T")
 INSTALL_HINT = "apt-get install -y iproute2 nftables conntrack"
 
 
@@ -106,11 +108,16 @@ def list_all() -> list[str]:
         return []
 
 
-def pids(name: str) -> list[int]:
-    """Live processes whose network namespace is ``name`` (zombies have none)."""
-    try:
-        st = os.stat(NETNS_DIR / name)
-    except FileNotFoundError:
+def pids(names: Iterable[str]) -> list[int]:
+    """Live processes in any of the namespaces ``names`` (zombies are in none)."""
+    wanted = set()
+    for name in names:
+        try:
+            st = os.stat(NETNS_DIR / name)
+        except FileNotFoundError:
+            continue
+        wanted.add((st.st_dev, st.st_ino))
+    if not wanted:
         return []
     found = []
     for entry in os.scandir("/proc"):
@@ -120,28 +127,30 @@ def pids(name: str) -> list[int]:
             ps = os.stat(f"/proc/{entry.name}/ns/net")
         except OSError:
             continue
-        if (ps.st_dev, ps.st_ino) == (st.st_dev, st.st_ino):
+        if (ps.st_dev, ps.st_ino) in wanted:
             found.append(int(entry.name))
     return found
 
 
-def kill_processes(name: str, grace: float = 2.0) -> list[int]:
-    """SIGTERM every process in namespace ``name``, SIGKILL what outlives ``grace``.
+def kill_processes(names: Iterable[str], grace: float = 2.0) -> list[int]:
+    """SIGTERM every process in the namespaces ``names``, SIGKILL what outlives ``grace``.
 
     A namespace with a process left in it outlives ``remove`` (the process
-    pins it, with its links), so teardown must empty it first. Returns the
-    pids that were signalled.
+    pins it, with its links), so teardown must empty it first. All
+    namespaces share one grace period, so a lab of many slow-to-exit
+    daemons still goes down in ``grace`` seconds. Returns the pids signalled.
     """
-    victims = pids(name)
+    names = list(names)
+    victims = pids(names)
     for pid in victims:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and pids(name):
+    while time.monotonic() < deadline and pids(names):
         time.sleep(0.02)
-    for pid in pids(name):
+    for pid in pids(names):
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and pids(name):
+    while time.monotonic() < deadline and pids(names):
         time.sleep(0.02)
     return victims
 
@@ -157,7 +166,7 @@ def remove(name: str) -> bool:
     """Empty and delete namespace ``name``; False if it did not exist."""
     if not exists(name):
         return False
-    kill_processes(name)
+    kill_processes([name])
     try:
         _pr_netns.remove(name)
     except FileNotFoundError:
@@ -246,7 +255,7 @@ class Netlink:
     def close(self) -> None:
         self.ipr.close()
 
-    def _do(self, what: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _do(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return fn(*args, **kwargs)
         except (OSError, NetlinkError) as exc:
@@ -314,7 +323,7 @@ class Netlink:
     def add_default_route(self, gateway: IPv4Address) -> None:
         self._do(f"default route via {gateway}", self.ipr.route, "add", dst="0.0.0.0/0", gateway=str(gateway))
 
-    def tc(self, what: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def tc(self, what: str, *args: Any, **kwargs: Any) -> Any:
         """A pyroute2 ``tc`` request, with netlink errors mapped to :class:`LabError`."""
         return self._do(what, self.ipr.tc, *args, **kwargs)
 

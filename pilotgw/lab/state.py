@@ -172,6 +172,7 @@ def teardown(record: LabRecord, state_dir: Path) -> list[str]:
     Idempotent: namespaces already gone are skipped. Returns the namespaces
     that were removed.
     """
+    netns.kill_processes(record.namespaces)
     removed = [ns for ns in reversed(record.namespaces) if netns.remove(ns)]
     state_path(state_dir, record.lab_id).unlink(missing_ok=True)
     return removed

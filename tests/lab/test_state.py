@@ -28,6 +28,11 @@ class FakeNetns:
     def __init__(self, names: list[str]) -> None:
         self.names = set(names)
         self.removed: list[str] = []
+        self.emptied: list[str] = []
+
+    def kill_processes(self, names: list[str]) -> list[int]:
+        self.emptied.extend(names)
+        return []
 
     def list_all(self) -> list[str]:
         return sorted(self.names)
@@ -45,6 +50,7 @@ def fake_netns(monkeypatch: pytest.MonkeyPatch) -> FakeNetns:
     fake = FakeNetns([])
     monkeypatch.setattr(state.netns, "list_all", fake.list_all)
     monkeypatch.setattr(state.netns, "remove", fake.remove)
+    monkeypatch.setattr(state.netns, "kill_processes", fake.kill_processes)
     return fake
 
 
@@ -134,6 +140,7 @@ def test_teardown_removes_namespaces_then_state(tmp_path: Path, fake_netns: Fake
     state.save(rec, tmp_path)
     fake_netns.names.update(rec.namespaces[:3])  # a half-built lab
     removed = state.teardown(rec, tmp_path)
+    assert fake_netns.emptied == rec.namespaces  # every process killed before any removal
     assert sorted(removed) == sorted(rec.namespaces[:3])
     assert not (tmp_path / "abc123.json").exists()
     assert state.teardown(rec, tmp_path) == []  # idempotent

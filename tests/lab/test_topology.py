@@ -170,7 +170,7 @@ def topologies(draw: st.DrawFn) -> Topology:
     return Topology("gen", hosts, tuple(nats), rv)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(topologies())
 def test_description_round_trips_and_plans(topo: Topology) -> None:
     assert Topology.from_dict(topo.to_dict()) == topo
@@ -192,7 +192,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(json_values)
 def test_arbitrary_data_raises_only_lab_error(data: object) -> None:
     try:
