@@ -248,9 +248,15 @@ class IpcClient(asyncio.Protocol):
         elif isinstance(req, ipc.Send):  # short body: decode_request raised above
             self._reply(ipc.Error("send: missing conn_id"))
         elif isinstance(req, ipc.Close):
-            conn = node.conns.get(req.conn_id)
+            conn = node.conns.by_id.get(req.conn_id)
             self._reply(ipc.CloseOK(req.conn_id))
             if conn is not None:
+                # The receive side ends too: its pusher says so (Q13: two CloseOK).
+                owner = conn.owner
+                if isinstance(owner, IpcClient) and not conn.close_pushed:
+                    conn.close_pushed = True
+                    owner.conns.pop(conn.id, None)
+                    owner.push(ipc.CloseOK(conn.id).encode())
                 node.close_conn(conn)
         elif isinstance(req, ipc.SendTo):
             try:
@@ -265,7 +271,7 @@ class IpcClient(asyncio.Protocol):
 
     def _send(self, body: bytes) -> None:
         (conn_id,) = _U32.unpack_from(body, 1)
-        conn = self.node.conns.get(conn_id)
+        conn = self.node.conns.by_id.get(conn_id)
         if conn is None:
             self._reply(ipc.Error(f"connection {conn_id} not found"))
             return
