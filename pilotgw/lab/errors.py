@@ -16,8 +16,8 @@ class LabError(RuntimeError):
     ``"no-netns"`` (the kernel or ``/run/netns`` refuses namespaces),
     ``"missing-tool"`` (``nft`` or ``ip`` is not installed), ``"nft"`` (a
     ruleset was rejected), ``"netlink"`` (a link/address/route/qdisc request
-    failed), ``"unknown-lab"``, ``"unknown-node"``, ``"busy"`` (the lab is
-    still owned by a live process), ``"usage"`` (contradictory CLI arguments).
+    failed), ``"unknown-lab"``, ``"unknown-node"``, ``"busy"`` (the lab's id
+    or one of its namespace names is already taken), ``"usage"`` (contradictory CLI arguments).
     """
 
     def __init__(self, message: str, code: str) -> None:

@@ -85,9 +85,11 @@ class Lab:
             return self
         netns.require_root()
         netns.require_tools("ip", "nft")
+        if state.state_path(self.state_dir, self.id).exists():
+            raise LabError(f"lab id {self.id} is already recorded in {self.state_dir}", "busy")
         for ns in self.layout.namespaces:
             if netns.exists(ns):
-                raise LabError(f"namespace {ns} already exists", "no-netns")
+                raise LabError(f"namespace {ns} already exists", "busy")
         owner = None if self.detached else os.getpid()
         self._record = state.LabRecord(
             lab_id=self.id,
@@ -98,7 +100,7 @@ class Lab:
         )
         state.save(self._record, self.state_dir)
         if not self.detached:
-            atexit.register(self.down)
+            atexit.register(self._down_at_exit)
         try:
             self._build()
         except BaseException:
@@ -110,11 +112,16 @@ class Lab:
         """Kill everything running in the lab and remove it. Safe to call twice."""
         if self._record is None:
             return
-        atexit.unregister(self.down)
+        atexit.unregister(self._down_at_exit)
         state.teardown(self._record, self.state_dir)
         self._record = None
         for node in self.nodes.values():
             node.reap()
+
+    def _down_at_exit(self) -> None:
+        # A forked child inherits atexit hooks; only the owner may tear down.
+        if self._record is not None and self._record.owner_pid == os.getpid():
+            self.down()
 
     def _build(self) -> None:
         layout = self.layout

@@ -36,7 +36,9 @@ The kinds (RFC 4787 terms):
     mapped port; the DNAT'd flow's replies leave from the same external port.
     Caveat: two LAN hosts using the same source port map to different
     external ports only if their destinations collide; the last one to send
-    owns the inbound mapping.
+    owns the inbound mapping. (``persistent`` would not help here: it pins
+    the choice of external *address* within a range, and each router has
+    one.)
 """
 
 from __future__ import annotations

@@ -89,7 +89,11 @@ class Node:
         return proc
 
     def run(self, argv: list[str], *, check: bool = True, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-        """Run a command in the node to completion (captures output as text unless told otherwise)."""
+        """Run a command in the node to completion.
+
+        Output is captured as text unless told otherwise; with ``check`` a
+        non-zero exit raises :class:`subprocess.CalledProcessError`.
+        """
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
         return subprocess.run(self.command(argv), check=check, timeout=timeout, **kwargs)

@@ -312,6 +312,17 @@ def test_failed_build_cleans_up(monkeypatch: pytest.MonkeyPatch) -> None:
     assert leftovers(lab.id) == {"namespaces": [], "links": [], "nft": [], "state": []}
 
 
+def test_exiting_without_down_removes_the_lab() -> None:
+    script = (
+        "from pilotgw.lab import Host, Lab, Topology\n"
+        "lab = Lab(Topology('exit', hosts=(Host('rv'),))).up()\n"
+        "lab.host('rv').popen(['sleep', '300'])\n"
+        "print(lab.id, flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert leftovers(out.stdout.strip()) == {"namespaces": [], "links": [], "nft": [], "state": []}
+
+
 CRASHING_BUILDER = """
 import sys, time
 from pilotgw.lab import Host, Lab, NatKind, NatRouter, Topology
