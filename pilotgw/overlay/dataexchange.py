@@ -251,25 +251,36 @@ class StreamReader:
 
 class FrameAssembler:
     """Incremental parser returning whole frames (payload held in memory);
-    ``max_length`` bounds what one frame may make us buffer."""
+    ``max_length`` bounds what one frame may make us buffer. Like
+    :class:`StreamReader`, frames before a bad header in the same chunk are
+    returned and the error is raised by the next call."""
 
-    __slots__ = ("_max", "_buf")
+    __slots__ = ("_max", "_buf", "_error")
 
     def __init__(self, max_length: int = MAX_LENGTH) -> None:
         self._max = max_length
         self._buf = bytearray()
+        self._error: DecodeError | None = None
 
     @property
     def at_boundary(self) -> bool:
         return not self._buf
 
     def feed(self, data: Buffer) -> list[Frame]:
+        if self._error is not None:
+            raise self._error
         self._buf += data
-        frames = []
+        frames: list[Frame] = []
         while len(self._buf) >= HEADER_LEN:
-            frame_type, length = decode_header(self._buf)
-            if length > self._max:
-                raise DecodeError(f"frame too large: {length}", "oversize")
+            try:
+                frame_type, length = decode_header(self._buf)
+                if length > self._max:
+                    raise DecodeError(f"frame too large: {length}", "oversize")
+            except DecodeError as exc:
+                self._error = exc
+                if frames:
+                    break
+                raise
             end = HEADER_LEN + length
             if len(self._buf) < end:
                 break

@@ -96,24 +96,36 @@ def decode(data: Buffer) -> Event:
 
 
 class EventReader:
-    """Incremental parser: feed received chunks, get whole events back."""
+    """Incremental parser: feed received chunks, get whole events back.
 
-    __slots__ = ("_buf",)
+    Events completed before an over-limit length in the same chunk are
+    returned; the error is raised by the next call (``feed(b"")`` will do).
+    """
+
+    __slots__ = ("_buf", "_error")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._error: DecodeError | None = None
 
     @property
     def at_boundary(self) -> bool:
         return not self._buf
 
     def feed(self, data: Buffer) -> list[Event]:
+        if self._error is not None:
+            raise self._error
         self._buf += data
-        events = []
-        while (parsed := _parse(self._buf)) is not None:
-            event, size = parsed
-            events.append(event)
-            del self._buf[:size]
+        events: list[Event] = []
+        try:
+            while (parsed := _parse(self._buf)) is not None:
+                event, size = parsed
+                events.append(event)
+                del self._buf[:size]
+        except DecodeError as exc:
+            self._error = exc
+            if not events:
+                raise
         return events
 
 

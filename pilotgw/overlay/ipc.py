@@ -102,28 +102,37 @@ class FrameSplitter:
     """Cuts a received byte stream into frame bodies (command byte first).
 
     Zero-length bodies are skipped (A2.2). A length prefix over
-    ``max_body`` raises :class:`DecodeError` ``frame too large`` at once,
-    before any of the body is buffered; the session is then unusable.
+    ``max_body`` raises :class:`DecodeError` ``frame too large`` before any
+    of the body is buffered; the session is then unusable. Bodies completed
+    before the bad prefix in the same chunk are still returned (the reference
+    handles them too, reading frame by frame) and the error is raised by the
+    next call -- ``feed(b"")`` will do.
     """
 
-    __slots__ = ("_buf", "_max")
+    __slots__ = ("_buf", "_max", "_error")
 
     def __init__(self, max_body: int = MAX_BODY) -> None:
         self._buf = bytearray()
         self._max = max_body
+        self._error: DecodeError | None = None
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
     def feed(self, data: Buffer) -> list[bytes]:
+        if self._error is not None:
+            raise self._error
         self._buf += data
-        bodies = []
+        bodies: list[bytes] = []
         buf = self._buf
         while len(buf) >= 4:
             (n,) = _U32.unpack_from(buf)
             if n > self._max:
-                raise DecodeError(FRAME_TOO_LARGE, "oversize")
+                self._error = DecodeError(FRAME_TOO_LARGE, "oversize")
+                if bodies:
+                    break
+                raise self._error
             if len(buf) < 4 + n:
                 break
             if n:

@@ -148,6 +148,18 @@ def test_frame_assembler() -> None:
         dx.FrameAssembler(max_length=4).feed(TEXT_HELLO)
 
 
+def test_readers_return_frames_before_a_bad_header_then_fail() -> None:
+    bad = struct.pack(">II", 1, (1 << 24) + 1)
+    asm = dx.FrameAssembler()
+    assert asm.feed(TEXT_HELLO + bad) == [dx.Frame(dx.TEXT, b"hello")]
+    with pytest.raises(DecodeError, match="frame too large"):
+        asm.feed(b"")
+    reader = dx.StreamReader()
+    assert _collect(reader.feed(TEXT_HELLO + bad)) == [(dx.TEXT, b"", b"hello")]
+    with pytest.raises(DecodeError, match="frame too large"):
+        reader.feed(b"")
+
+
 frames = st.one_of(
     st.builds(dx.Frame, st.integers(0, 2**32 - 1), st.binary(max_size=300)),
     st.builds(dx.file_frame, st.binary(max_size=40), st.binary(max_size=300)),

@@ -132,3 +132,10 @@ def test_random_bytes_value_or_decode_error(data: bytes) -> None:
             parse(data)
         except DecodeError:
             pass
+
+
+def test_reader_returns_events_before_a_bad_length_then_fails() -> None:
+    reader = es.EventReader()
+    assert reader.feed(SUBSCRIBE_NEWS + b"\x04\x01") == [Event("news")]
+    with pytest.raises(DecodeError, match="topic too long: 1025"):
+        reader.feed(b"")

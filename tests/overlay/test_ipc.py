@@ -439,3 +439,11 @@ def test_mutated_frames_value_or_decode_error(msg: ipc.Message, data: st.DataObj
             decode(bytes(wire))
         except DecodeError:
             pass
+
+
+def test_splitter_returns_frames_before_a_bad_prefix_then_fails() -> None:
+    splitter = ipc.FrameSplitter()
+    assert splitter.feed(ipc.Info().encode() + struct.pack(">I", ipc.MAX_BODY + 1)) == [b"\x0d"]
+    for _ in range(2):
+        with pytest.raises(DecodeError, match="frame too large"):
+            splitter.feed(b"")
