@@ -181,3 +181,105 @@ class RegistryClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------------
+# pilot-daemon processes (tests/integration/test_daemon_*.py)
+
+
+def _daemon_command() -> list[str]:
+    exe = shutil.which("pilot-daemon", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "pilotgw.daemon.cli"]
+
+
+@dataclass
+class DaemonProcess:
+    """One running ``pilot-daemon`` with its own socket, identity and log."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    socket: Path
+    identity: Path
+    args: list[str]
+    node_id: int = 0
+    tunnel_port: int = 0
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait: the graceful path."""
+        self.kill(signal.SIGTERM)
+        return self.proc.returncode
+
+    def info(self, timeout: float = 5.0) -> dict[str, Any]:
+        from pilotgw.client import SyncClient
+
+        with SyncClient(str(self.socket), connect_timeout=timeout) as client:
+            return client.info()
+
+
+_TUNNEL = re.compile(r'daemon started"? node_id=(\d+) .*? tunnel=\S+:(\d+)')
+
+
+def launch_daemon(tmp_dir: Path, rv: RendezvousProcess, name: str, *extra: str, public: bool = True,
+                  listen: str = "127.0.0.1:0", timeout: float = 20.0) -> DaemonProcess:
+    """Start a daemon against ``rv`` and wait until its IPC answers Info."""
+    sock = tmp_dir / f"{name}.sock"
+    ident = tmp_dir / f"{name}.key"
+    log_path = tmp_dir / f"daemon-{name}-{time.monotonic_ns()}.log"
+    args = ["-registry", f"{rv.registry[0]}:{rv.registry[1]}", "-beacon", f"{rv.beacon[0]}:{rv.beacon[1]}",
+            "-listen", listen, "-socket", str(sock), "-identity", str(ident), "-log-level", "debug"]
+    if public:
+        args.append("-public")
+    args += list(extra)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(_daemon_command() + args, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=tmp_dir)
+    d = DaemonProcess(name, proc, log_path, sock, ident, args)
+    deadline = time.monotonic() + timeout
+    while True:
+        m = _TUNNEL.search(d.log())
+        if m and sock.exists():
+            d.node_id, d.tunnel_port = int(m.group(1)), int(m.group(2))
+            try:
+                d.info(timeout=2.0)
+                return d
+            except Exception:
+                pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            d.kill()
+            raise RuntimeError(f"pilot-daemon {name} did not start (exit {proc.returncode}):\n{d.log()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """Factory: ``start_daemon(rv, "a", *flags)``; every daemon is killed on teardown."""
+    started: list[DaemonProcess] = []
+
+    def factory(rv: RendezvousProcess, name: str, *extra: str, **kw: Any) -> DaemonProcess:
+        d = launch_daemon(tmp_path, rv, name, *extra, **kw)
+        started.append(d)
+        return d
+
+    yield factory
+    for d in started:
+        d.kill()
+        print(f"---- pilot-daemon {d.name} (exit {d.proc.returncode}) ----\n{d.log()[-20000:]}")
