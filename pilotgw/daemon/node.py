@@ -28,6 +28,7 @@ from pilotgw.daemon.log import Log
 from pilotgw.daemon.peers import Tunnel
 from pilotgw.daemon.registry_client import RegistryClient, RegistryError
 from pilotgw.daemon.services import ServiceStream, make_listener
+from pilotgw.daemon.services.builtins import install as install_builtins
 from pilotgw.daemon.services.echo import EchoService
 from pilotgw.overlay import beacon as bmsg
 from pilotgw.overlay import datagram as dgram
@@ -163,6 +164,7 @@ class Node:
                                inbound_check=self._inbound_check)
         if not cfg.no_echo:
             self.add_service(EchoService())
+        install_builtins(self)  # trust policy, handshake, data exchange, event stream
         # 6. IPC
         self.started_at = time.monotonic()  # D-16: before IPC can answer Info
         self.ipc = IpcServer(self, cfg.socket)

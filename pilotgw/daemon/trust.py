@@ -21,10 +21,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pilotgw.daemon.log import Log
+from pilotgw.daemon.ratelimit import Gate
 from pilotgw.overlay import gojson
 
 log = Log("trust")
@@ -374,3 +376,62 @@ def _entries(value: Any) -> Iterable[dict[str, Any]]:
     if isinstance(value, list):
         return [v for v in value if isinstance(v, dict)]
     return []
+
+
+#: Ports every node answers whatever the policy (D-5): the handshake, so
+#: trust can be established at all, and echo, so ``ping`` works.
+OPEN_PORTS = frozenset({444, 7})
+#: A refused source is logged and reported at most this often per (node, port).
+REFUSAL_REPORT_INTERVAL = 10.0
+
+
+class InboundPolicy:
+    """D-5: who may open a stream or send a datagram to us.
+
+    ``trusted`` mode (the default for private nodes) admits only trusted
+    peers, except on :data:`OPEN_PORTS`; ``open`` mode (public nodes, the
+    reference behaviour) admits everyone. ``mode=None`` follows the node's
+    current visibility. A refused SYN is answered by the connection table
+    with an RST, as for a closed port; each refusal is logged and emitted
+    as webhook ``security.untrusted_refused`` (our event name), rate-limited
+    per source and port.
+    """
+
+    def __init__(
+        self,
+        store: TrustStore,
+        *,
+        is_public: Callable[[], bool],
+        local_node: Callable[[], int],
+        mode: str | None = None,
+        on_refused: Callable[[int, int, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if mode not in (None, "open", "trusted"):
+            raise ValueError(f"inbound policy must be open or trusted, not {mode!r}")
+        self.store = store
+        self._is_public = is_public
+        self._local = local_node
+        self.mode = mode
+        self._on_refused = on_refused
+        self._clock = clock
+        self._gate = Gate(REFUSAL_REPORT_INTERVAL)
+        self.refused = 0
+
+    def effective_mode(self) -> str:
+        if self.mode is not None:
+            return self.mode
+        return "open" if self._is_public() else "trusted"
+
+    def check(self, src_node: int, port: int, kind: str) -> bool:
+        """The node's ``inbound_check`` hook (hot path for SYNs/datagrams)."""
+        if port in OPEN_PORTS or src_node == self._local() or self.store.is_trusted(src_node):
+            return True
+        if self.effective_mode() == "open":
+            return True
+        self.refused += 1
+        if self._gate.allow((src_node, port), self._clock()):
+            log.info("inbound traffic from an untrusted node refused", peer=src_node, port=port, kind=kind)
+            if self._on_refused is not None:
+                self._on_refused(src_node, port, kind)
+        return False

@@ -19,10 +19,9 @@ key marked unverified (checked again at approval); accepts and revokes are
 dropped. Relayed requests and approvals get the direct path's webhooks and a
 key backfill (D-9). A revoke is delivered before the tunnel is dropped (D-10).
 
-Relayed requests arrive quickly between pilotgw nodes: :meth:`Handshakes.poll_forever`
-long-polls ``poll_handshakes`` with the ``wait`` extension on its own
-registry connection; against a reference registry (which answers at once) it
-falls back to polling every keepalive period, like the reference.
+Relayed requests arrive quickly between pilotgw nodes: the node long-polls
+``poll_handshakes`` with the ``wait`` extension on a second registry
+connection and hands each reply to :meth:`Handshakes.consume_poll`.
 """
 
 from __future__ import annotations
@@ -47,8 +46,6 @@ RECEIVE_WAIT = 10.0
 CLOSE_DELAY = 0.5
 DIAL_TIMEOUT = 30.0
 REVOKE_DELIVERY_WAIT = 5.0
-POLL_WAIT = 25
-POLL_BACKOFF_MAX = 30.0
 
 Dial = Callable[[Addr, int], Awaitable[tuple[Any, Any]]]
 
@@ -81,8 +78,6 @@ class Handshakes:
         dial: Dial,
         webhooks: Webhooks | None = None,
         drop_tunnel: Callable[[int], None] = lambda peer: None,
-        poll_registry: Registry | None = None,
-        poll_interval: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -90,11 +85,9 @@ class Handshakes:
         self._sign = sign
         self._public_key_b64 = base64.b64encode(public_key).decode("ascii")
         self._registry = registry
-        self._poll_registry = poll_registry or registry
         self._dial = dial
         self._webhooks = webhooks
         self._drop_tunnel = drop_tunnel
-        self._poll_interval = poll_interval
         self._clock = clock
         self._replay = ReplayCache()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -365,34 +358,9 @@ class Handshakes:
 
     # -- registry relay ------------------------------------------------------------
 
-    async def poll_once(self, wait: int = 0) -> None:
-        me = self._node_id()
-        timeout = wait + 10.0 if wait else None
-        reply = await self._poll_registry.request(reg.poll_handshakes(me, self._sign, wait), timeout=timeout)
+    async def consume_poll(self, reply: reg.Message) -> None:
+        """The node's relay poller hands each ``poll_handshakes_ok`` here."""
         self.process_poll(reply)
-
-    async def poll_forever(self) -> None:
-        """Long-poll the relay inbox until cancelled."""
-        backoff = 1.0
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            try:
-                reply = await self._poll_registry.request(
-                    reg.poll_handshakes(self._node_id(), self._sign, POLL_WAIT), timeout=POLL_WAIT + 10.0
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("handshake poll failed", error=str(exc))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, POLL_BACKOFF_MAX)
-                continue
-            backoff = 1.0
-            got = self.process_poll(reply)
-            if not got and loop.time() - started < POLL_WAIT / 2:
-                # An empty answer at once: the registry does not long-poll.
-                await asyncio.sleep(self._poll_interval)
 
     def process_poll(self, reply: reg.Message) -> int:
         """Apply a ``poll_handshakes_ok`` reply; returns how many entries it held."""
