@@ -35,7 +35,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from pilotgw.lab.errors import LabError
 
-NETNS_DIR = Path("/run/netns")
+NETNS_DIR = Path(_pr_netns.NETNS_RUN_DIR)
 RT_SCOPE_LINK = 253
 TC_H_ROOT = 0xFFFFFFFF
 T = TypeVar("T")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
-import os
 import select
 import signal
 import socket
@@ -20,7 +19,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -288,7 +286,7 @@ def test_two_labs_run_side_by_side_with_the_same_addresses(lab: Lab) -> None:
         assert observe(sock, server(lab, "rv")) is not None
 
 
-def test_teardown_leaves_nothing(tmp_path: Path) -> None:
+def test_teardown_leaves_nothing() -> None:
     topo = dataclasses.replace(small_topology("gone"), hosts=(Host("rv", Link(loss=1, rate=10_000_000, mtu=1400)),))
     lab = Lab(topo)
     with lab:
