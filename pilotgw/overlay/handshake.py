@@ -115,7 +115,7 @@ def _b64(data: bytes) -> str:
 
 
 def build(
-    type: str,
+    kind: str,
     sender: int,
     receiver: int,
     key: Ed25519PrivateKey,
@@ -128,17 +128,17 @@ def build(
     ``justification`` only on requests, ``reason`` only on rejects, and the
     fixed ``"trust revoked"`` on revokes. Raises ``ValueError`` for an
     unknown type or a text the type does not carry."""
-    if type not in TYPES:
-        raise ValueError(f"unknown handshake type {type!r}")
-    if justification and type != REQUEST:
-        raise ValueError(f"{type} carries no justification")
-    if reason and type != REJECT:
-        raise ValueError(f"{type} carries no reason")
-    if type == REVOKE:
+    if kind not in TYPES:
+        raise ValueError(f"unknown handshake type {kind!r}")
+    if justification and kind != REQUEST:
+        raise ValueError(f"{kind} carries no justification")
+    if reason and kind != REJECT:
+        raise ValueError(f"{kind} carries no reason")
+    if kind == REVOKE:
         reason = REVOKE_REASON
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return HandshakeMsg(
-        type=type,
+        type=kind,
         node_id=sender,
         public_key=_b64(public),
         justification=justification,
