@@ -476,10 +476,11 @@ def _builtin_basic() -> Topology:
 
 def _builtin_matrix() -> Topology:
     nats = []
-    for kind, short in ((NatKind.FULL_CONE, "fc"), (NatKind.PORT_RESTRICTED, "pr"), (NatKind.SYMMETRIC, "sym")):
+    kinds = ((NatKind.FULL_CONE, "fc"), (NatKind.PORT_RESTRICTED, "pr"), (NatKind.SYMMETRIC, "sym"))
+    for i, (kind, short) in enumerate(kinds):
+        # Both routers of a kind share one LAN range, as two homes would.
+        lan = f"192.168.{i + 1}.0/24"
         for n in (1, 2):
-            # Both routers of a kind share one LAN range, as two homes would.
-            lan = {"fc": "192.168.1.0/24", "pr": "192.168.2.0/24", "sym": "192.168.3.0/24"}[short]
             nats.append(NatRouter(f"nat-{short}{n}", kind, (Host(f"{short}{n}"),), lan=lan))
     return Topology(name="matrix", rendezvous="rv", hosts=(Host("rv"), Host("pub")), nats=tuple(nats))
 
