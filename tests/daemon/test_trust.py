@@ -141,3 +141,45 @@ def test_time_round_trip(ts):
 @given(st.text(max_size=40))
 def test_parse_time_never_raises(text):
     trust.parse_time(text)
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_inbound_policy_private_node_admits_only_trusted_except_444_and_7():
+    store = TrustStore(None)
+    store.trust(5, "", NOW, mutual=True)
+    refused = []
+    public = [False]
+    clock = _Clock()
+    policy = trust.InboundPolicy(store, is_public=lambda: public[0], local_node=lambda: 1,
+                                 on_refused=lambda *a: refused.append(a), clock=clock)
+    assert policy.check(5, 1001, "stream")          # trusted
+    assert policy.check(9, 444, "stream")           # handshake always open
+    assert policy.check(9, 7, "stream")             # echo always open
+    assert policy.check(1, 1001, "stream")          # ourselves
+    assert not policy.check(9, 1001, "stream")
+    assert not policy.check(9, 1001, "stream")      # refused again, reported once
+    assert not policy.check(9, 5000, "datagram")
+    assert refused == [(9, 1001, "stream"), (9, 5000, "datagram")]
+    clock.t = trust.REFUSAL_REPORT_INTERVAL + 1
+    assert not policy.check(9, 1001, "stream")
+    assert len(refused) == 3 and policy.refused == 4
+    public[0] = True                                # public nodes behave as the reference
+    assert policy.check(9, 1001, "stream")
+    store.remove(5)
+    public[0] = False
+    assert not policy.check(5, 1001, "stream")      # untrust stops traffic
+
+
+def test_inbound_policy_explicit_mode():
+    store = TrustStore(None)
+    assert trust.InboundPolicy(store, is_public=lambda: False, local_node=lambda: 1, mode="open").check(9, 1001, "stream")
+    assert not trust.InboundPolicy(store, is_public=lambda: True, local_node=lambda: 1, mode="trusted").check(9, 1001, "stream")
+    with pytest.raises(ValueError):
+        trust.InboundPolicy(store, is_public=lambda: True, local_node=lambda: 1, mode="closed")
