@@ -154,6 +154,9 @@ class ConnTable:
         self._flush_handle: Optional[asyncio.Handle] = None
         self._syn_rate = syn_rate
         self._syn_bucket = TokenBucket(syn_rate, loop.time())
+        # The reference's 10/s per source, scaled up when the operator raises
+        # the global limit (one busy peer may then open connections faster).
+        self._per_source = max(PER_SOURCE_SYN_RATE, syn_rate // 10)
         self._src_buckets: dict[int, TokenBucket] = {}
         self.syn_drops = 0
 
@@ -327,7 +330,7 @@ class ConnTable:
         if bucket is None:
             if len(self._src_buckets) >= MAX_SYN_SOURCES:
                 return False
-            bucket = self._src_buckets[src] = TokenBucket(PER_SOURCE_SYN_RATE, now)
+            bucket = self._src_buckets[src] = TokenBucket(self._per_source, now)
         return bucket.take(now)
 
     def reap_syn_buckets(self, now: float) -> None:

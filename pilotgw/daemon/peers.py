@@ -58,7 +58,8 @@ MAX_PENDING_PEERS = 256
 MAX_PENDING_PILA = 256
 KX_SCHEDULE = (0.0, 1.0, 3.0, 7.0, 15.0, 23.0)  # PILA sends; relay tried from the 4th
 RELAY_AFTER = 3
-DIRECT_RETRY_INTERVAL = 60.0
+DIRECT_RETRY_INTERVAL = 30.0
+PROBE_PORT = 65535  # source port of our direct-path probe pings (never 0, T-D17)
 STALL_AFTER = 6.0
 HEAL_INTERVAL = 2.0
 
@@ -498,11 +499,23 @@ class Tunnel:
         elif not via_relay and addr != peer.endpoint and self._source_gate.allow(("pila", addr), now):
             # A PILA from an address we do not use: answer there, do not move.
             self._send_pila(peer, addr=addr)
+        if not via_relay and (peer.relay or peer.relay_trial) and peer.crypto.ready:
+            # The peer reached us directly: probe that path with an encrypted
+            # ping; the authenticated answer arriving directly moves us back.
+            self._probe_direct(peer, addr)
         self._key_ready(peer)
         for fut in peer.waiters:
             if not fut.done():
                 fut.set_result(None)
         peer.waiters.clear()
+
+    def _probe_direct(self, peer: Peer, addr: Addr) -> None:
+        ping = pkt.Packet(pkt.PROTO_CONTROL, 0, 0, self.node_id, 0, peer.node, PROBE_PORT, 0,
+                          int(self.loop.time() * 1000) & 0xFFFFFFFF)
+        frame = peer.crypto.seal(self.node_id, ping.encode())
+        self.stats.pkts_sent += 1
+        self.stats.bytes_sent += len(frame)
+        self._sendto(frame, addr)
 
     def _on_pilk(self, data: bytes, addr: Addr, via_relay: bool) -> None:
         """T-D19: never install a PILK key; answer with our PILA."""
@@ -618,11 +631,10 @@ class Tunnel:
         """Periodic: direct-path retries for relayed peers, stall healing (T-D6)."""
         for peer in list(self.peers.values()):
             if peer.relay and now - peer.last_direct_try >= DIRECT_RETRY_INTERVAL:
+                # Non-sticky relay (T-D14): offer the direct path again.
                 peer.last_direct_try = now
-                if peer.resolved is not None:
-                    self._send_pila(peer, addr=peer.resolved)
                 self.registry.forget_endpoint(peer.node)
-                self._spawn(self._refresh_resolved(peer))
+                self._spawn(self._refresh_resolved(peer, send_pila=True, force=True))
             if peer.crypto.ready and peer.last_tx - peer.last_rx > STALL_AFTER and now - peer.last_tx < STALL_AFTER:
                 if self._heal_gate.allow(("stall", peer.node), now):
                     log.info("peer silent, re-keying", node=peer.node)
@@ -630,14 +642,14 @@ class Tunnel:
                     self.registry.forget_endpoint(peer.node)
                     self._spawn(self._refresh_resolved(peer, send_pila=True))
 
-    async def _refresh_resolved(self, peer: Peer, send_pila: bool = False) -> None:
+    async def _refresh_resolved(self, peer: Peer, send_pila: bool = False, force: bool = False) -> None:
         try:
             real = await self.registry.resolve(peer.node, self.node_id, self.identity.sign)
             addr = parse_hostport(real)
         except (RegistryError, ValueError):
             return
         peer.resolved = addr
-        if send_pila and addr != peer.endpoint:
+        if send_pila and (force or addr != peer.endpoint):
             self._send_pila(peer, addr=addr)
 
     def peer_info(self) -> list[dict]:
