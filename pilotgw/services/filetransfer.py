@@ -304,9 +304,19 @@ async def send_file(
     for result in await asyncio.gather(*jobs):
         for delivery in result:
             outcome[delivery.target] = delivery
+    # A receiver the chain could not reach (e.g. a private node that trusts
+    # the sender but not the receiver before it) gets its own copy.
+    skipped = [t for t, _ in bulk if _unreachable_in_chain(outcome.get(str(t)))]
+    for result in await asyncio.gather(*(_bulk_job(dial, [t], None, path, name, progress, retries) for t in skipped)):
+        for delivery in result:
+            outcome[delivery.target] = delivery
     for t, exc in failed.items():
         outcome[str(t)] = Delivery(str(t), False, error=f"cannot connect: {exc}")
     return [outcome.get(str(t)) or Delivery(str(t), False, error="no result") for t in targets]
+
+
+def _unreachable_in_chain(delivery: Delivery | None) -> bool:
+    return delivery is not None and not delivery.ok and delivery.error.startswith(xfer.UNREACHABLE)
 
 
 async def _probe(dial: Dial, target: Addr) -> tuple[Any, Any] | None | BaseException:
@@ -342,7 +352,7 @@ async def _standard_job(dial: Dial, target: Addr, path: Any, name: str | None, p
 
 
 async def _bulk_job(
-    dial: Dial, chain: list[Addr], first: tuple[Any, Any], path: Any, name: str | None,
+    dial: Dial, chain: list[Addr], first: tuple[Any, Any] | None, path: Any, name: str | None,
     progress: Progress | None, retries: int,
 ) -> list[Delivery]:
     conn: tuple[Any, Any] | None = first

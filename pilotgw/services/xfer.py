@@ -64,6 +64,9 @@ RESULT = 0x50470007
 REFUSED = 0x50470008
 _CONTROL = frozenset({OFFER, READY, START, END, PROGRESS, RESULT, REFUSED})
 
+#: Start of the RESULT error a hop reports for a receiver it could not reach.
+UNREACHABLE = "cannot reach receiver"
+
 HEADER = struct.Struct(">II")
 MAX_DATA = 1 << 20
 MAX_CONTROL = 64 * 1024

@@ -550,7 +550,7 @@ class _Hop:
                     raise OSError("unexpected answer to offer")
                 ready = xfer.Ready.decode(got[1])
             except Exception as exc:  # any failure of this receiver skips it
-                self.send_up(xfer.Result(str(head), False, 0, error=f"cannot reach receiver: {exc}").encode())
+                self.send_up(xfer.Result(str(head), False, 0, error=f"{xfer.UNREACHABLE}: {exc}").encode())
                 chain = rest
                 continue
             self.down = _Downstream(reader, writer, [str(a) for a in chain])
