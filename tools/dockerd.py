@@ -224,15 +224,17 @@ def _remove_docker_chains() -> list[str]:
 
 
 def _remove_bridges() -> list[str]:
-    from pyroute2 import IPRoute
+    """Delete ``docker0`` and Docker's ``br-<12 hex>`` network bridges.
 
+    Uses ``ip`` (iproute2) rather than pyroute2 so the tool also runs from the
+    system Python, e.g. in a CI cleanup trap before any venv exists.
+    """
     removed = []
-    with IPRoute() as ipr:
-        for link in ipr.get_links():
-            name = link.get_attr("IFLA_IFNAME")
-            if name and DOCKER_BRIDGE.match(name):
-                ipr.link("del", index=link["index"])
-                removed.append(name)
+    out = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        name = line.split(":", 2)[1].strip().split("@", 1)[0]
+        if DOCKER_BRIDGE.match(name) and subprocess.run(["ip", "link", "del", name], capture_output=True).returncode == 0:
+            removed.append(name)
     return removed
 
 
