@@ -54,11 +54,16 @@ def original_destination(sock: Any) -> tuple[ipaddress.IPv4Address, int]:
 
 
 def reset(writer: asyncio.StreamWriter) -> None:
-    """Close with a TCP RST (if it is a TCP socket) and drop unsent data."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    """Close with a TCP RST (if it is a TCP socket) and drop unsent data.
+
+    A transport already closing (the peer reset it first) is just aborted: its
+    descriptor may be gone, and uvloop then refuses socket options.
+    """
+    if not writer.transport.is_closing():
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
     writer.transport.abort()
 
 
@@ -102,10 +107,9 @@ class _Bridge:
         up = asyncio.ensure_future(self._pump(self.client_reader, writer, True))
         down = asyncio.ensure_future(self._pump(reader, self.client_writer, False))
         try:
-            done, pending = await asyncio.wait((up, down), return_when=asyncio.FIRST_EXCEPTION)
-            failed = [task for task in done if task.exception() is not None]
-            if failed:
-                raise failed[0].exception()  # type: ignore[misc]
+            done, _ = await asyncio.wait((up, down), return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # re-raises the error that ended a direction
             self.client_writer.close()
             writer.close()
         except asyncio.CancelledError:

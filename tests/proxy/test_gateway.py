@@ -184,6 +184,42 @@ def test_agent_reset_resets_the_client(namespace, tmp_path):
     run(main())
 
 
+def test_clients_resetting_mid_transfer_are_handled_cleanly(namespace, tmp_path):
+    """Clients that vanish (RST with data unread) cost an error count, nothing more."""
+    unhandled = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: unhandled.append(context))
+
+        async def agent(reader, writer):
+            await reader.read(1)
+            try:
+                writer.write(bytes(4 << 20))
+                await writer.drain()
+            except ConnectionError:
+                pass
+            writer.close()
+
+        server = await asyncio.start_server(agent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, running_gateway(tmp_path / "state") as gateway:
+            await gateway.map(AGENT)
+            for _ in range(20):
+                reader, writer = await asyncio.open_connection("10.4.0.1", port)
+                writer.write(b"g")
+                await reader.readexactly(1)
+                writer.close()  # 4 MiB unread: the kernel sends RST
+            await eventually(lambda: gateway.metrics()["10.4.0.1"]["active_connections"] == 0)
+            assert gateway.metrics()["10.4.0.1"]["errors"] == 20
+            reader, writer = await asyncio.open_connection("10.4.0.1", port)
+            writer.write(b"g")
+            assert len(await reader.read()) == 4 << 20
+            writer.close()
+
+    run(main())
+    assert unhandled == []
+
+
 def test_ping_answered_only_while_the_agent_answers(namespace, tmp_path):
     async def main():
         overlay = FakeOverlay()
