@@ -182,7 +182,7 @@ def cleanup_stale(state_path: Path) -> list[str]:
     owner, items = load_record(state_path)
     if owner_alive(owner):
         raise KernelError(
-            f"a gateway is already running (pid {owner.get('pid')})",
+            f"gateway is already running (pid {owner.get('pid')})",
             "already_exists",
             "stop it first with: pilotctl gateway stop",
         )
