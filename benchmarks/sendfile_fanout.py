@@ -111,8 +111,11 @@ def main() -> None:
     finally:
         if old_home is not None:
             os.environ["HOME"] = old_home
-        for p in procs:
-            p.kill()
+        for p in reversed(procs):  # daemons first; one failure must not leave the rest running
+            try:
+                p.kill()
+            except Exception as exc:
+                print(f"cleanup: {exc}")
         shutil.rmtree(tmp, ignore_errors=True)
 
 
