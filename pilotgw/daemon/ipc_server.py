@@ -71,7 +71,7 @@ class IpcClient(asyncio.Protocol):
         self.server = server
         self.node = server.node
         self.transport: Optional[asyncio.Transport] = None
-        self.splitter = ipc.FrameSplitter()
+        self._buf = bytearray()
         self.slots: collections.deque[_Slot] = collections.deque()
         self.conns: dict[int, "Conn"] = {}
         self.ports: set[int] = set()
@@ -110,18 +110,53 @@ class IpcClient(asyncio.Protocol):
             self.on_data(conn)
 
     def data_received(self, data: bytes) -> None:
-        try:
-            bodies = self.splitter.feed(data)
-        except DecodeError:
-            self._write(ipc.Error(ipc.FRAME_TOO_LARGE).encode())
-            log.warning("IPC frame too large, closing client")
-            self.transport.close()  # type: ignore[union-attr]
-            self.closed = True
-            return
-        for body in bodies:
-            if self.closed:
+        """Cut frames out of ``data`` without copying those that arrived
+        whole (their bodies are memoryview slices, valid during the call);
+        only a frame split across reads is assembled in ``_buf``."""
+        buf = self._buf
+        n = len(data)
+        pos = 0
+        if buf:
+            if len(buf) < 4:
+                pos = min(4 - len(buf), n)
+                buf += memoryview(data)[:pos]
+                if len(buf) < 4:
+                    return
+            (length,) = _U32.unpack_from(buf)
+            if length > ipc.MAX_BODY:
+                self._too_large()
                 return
-            self._handle(body)
+            take = min(4 + length - len(buf), n - pos)
+            buf += memoryview(data)[pos : pos + take]
+            pos += take
+            if len(buf) < 4 + length:
+                return
+            # Hand over the assembled frame and start a fresh buffer: no copy.
+            self._buf = bytearray()
+            if length:
+                self._handle(memoryview(buf)[4:])
+            buf = self._buf
+        view = memoryview(data)
+        unpack = _U32.unpack_from
+        while n - pos >= 4 and not self.closed:
+            (length,) = unpack(data, pos)
+            if length > ipc.MAX_BODY:
+                self._too_large()
+                return
+            end = pos + 4 + length
+            if end > n:
+                break
+            if length:
+                self._handle(view[pos + 4 : end])
+            pos = end
+        if pos < n and not self.closed:
+            buf += view[pos:]
+
+    def _too_large(self) -> None:
+        self._write(ipc.Error(ipc.FRAME_TOO_LARGE).encode())
+        log.warning("IPC frame too large, closing client")
+        self.transport.close()  # type: ignore[union-attr]
+        self.closed = True
 
     # -- writing ---------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import pytest
 from pilotgw.client import SyncClient
 from pilotgw.overlay import ipc
 from pilotgw.overlay.address import Addr
-from conftest import RegistryClient
+from tests.integration.conftest import RegistryClient
 
 
 def _run(coro, timeout: float = 60.0):
@@ -180,6 +180,12 @@ def test_ipc_contract_errors_and_order(pair):
         assert isinstance(first, ipc.DialOK)
         second = ipc.decode_reply(_read_frame(s))
         assert isinstance(second, ipc.JsonReply) and second.value["node_id"] == a.node_id
+        # Frames split across many reads are reassembled.
+        for byte in ipc.Info().encode() + ipc.Bind(1500).encode():
+            s.sendall(bytes([byte]))
+            time.sleep(0.005)
+        assert ipc.decode_reply(_read_frame(s)).value["node_id"] == a.node_id
+        assert _read_frame(s) == bytes.fromhex("0205DC")
         # Broadcast datagram refused with the reference text.
         s.sendall(ipc.SendTo(Addr(0, 0xFFFFFFFF), 9, b"x").encode())
         err = ipc.decode_reply(_read_frame(s))
