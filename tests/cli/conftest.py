@@ -6,19 +6,16 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import sys
 import tempfile
-from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "client"))
 
-from fakedaemon import FakeDaemon  # noqa: E402
+from tests.client.fakedaemon import FakeDaemon
 
-from pilotgw.cli.main import run  # noqa: E402
-from pilotgw.cli.output import Output  # noqa: E402
+from pilotgw.cli.main import run
+from pilotgw.cli.output import Output
 
 
 class Result(NamedTuple):

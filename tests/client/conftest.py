@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-from fakedaemon import FakeDaemon  # noqa: E402
+from tests.client.fakedaemon import FakeDaemon
 
 
 @pytest.fixture

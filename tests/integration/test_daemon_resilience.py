@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import RegistryClient
+from tests.integration.conftest import RegistryClient
 
 
 def _run(coro, timeout: float = 120.0):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import RegistryClient
+from tests.integration.conftest import RegistryClient
 from pilotgw.client import SyncClient
 from pilotgw.overlay import beacon as bmsg
 from pilotgw.overlay import crypto, identity, tunnel

@@ -17,7 +17,7 @@ from pilotgw.overlay.address import format_addr
 from pilotgw.overlay import registry as r
 from pilotgw.rendezvous import tls
 
-from conftest import RegistryClient
+from tests.integration.conftest import RegistryClient
 
 
 class Node:

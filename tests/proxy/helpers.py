@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import uvloop
-from fake_overlay import FakeOverlay
+from tests.proxy.fake_overlay import FakeOverlay
 
 from pilotgw.proxy.gateway import Gateway, run_blocking
 from pilotgw.tun import ipv4

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_overlay import AGENT
-from helpers import SUBNET, run, running_gateway, udp_client, udp_echo_server
+from tests.proxy.fake_overlay import AGENT
+from tests.proxy.helpers import SUBNET, run, running_gateway, udp_client, udp_echo_server
 
 from pilotgw.tun.errors import KernelError
 from pilotgw.tun.leftovers import find_leftovers

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_overlay import AGENT, FakeOverlay
-from helpers import http_server, run, running_gateway, udp_echo_server
+from tests.proxy.fake_overlay import AGENT, FakeOverlay
+from tests.proxy.helpers import http_server, run, running_gateway, udp_echo_server
 from pyroute2 import IPRoute, netns
 
 pytestmark = pytest.mark.root
@@ -26,7 +26,7 @@ CLIENT_SIDE = "198.19.0.2"
 CLIENT_PROBE = r"""
 import socket, struct, sys
 sys.path.insert(0, sys.argv[1])
-from helpers import icmp_echo
+from tests.proxy.helpers import icmp_echo
 import asyncio
 ip, udp_port, expect_ping = sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 assert asyncio.run(icmp_echo(ip, 1.5)) is expect_ping, "ping"
@@ -75,7 +75,7 @@ def test_routed_client_reaches_the_agent(namespace, tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_text("routed")
-    helpers_dir = str(Path(__file__).parent)
+    helpers_dir = str(Path(__file__).resolve().parents[2])
 
     async def main():
         overlay = FakeOverlay()

@@ -10,8 +10,8 @@ import socket
 import time
 
 import pytest
-from fake_overlay import AGENT, FakeOverlay
-from helpers import curl, eventually, http_server, icmp_echo, run, running_gateway, udp_client, udp_echo_server
+from tests.proxy.fake_overlay import AGENT, FakeOverlay
+from tests.proxy.helpers import curl, eventually, http_server, icmp_echo, run, running_gateway, udp_client, udp_echo_server
 
 from pilotgw.overlay.address import Addr
 from pilotgw.proxy.mapping import MappingError

@@ -7,7 +7,7 @@ import pytest
 from pilotgw.overlay import registry as r
 from pilotgw.rendezvous.registry_service import Conn, Limits, LongPoll, RegistryService
 
-from rvhelpers import Harness, Ident
+from tests.rendezvous.rvhelpers import Harness, Ident
 
 
 @pytest.fixture

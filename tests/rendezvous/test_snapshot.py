@@ -10,7 +10,7 @@ from pilotgw.overlay import registry as r
 from pilotgw.rendezvous import snapshot
 from pilotgw.rendezvous.registry_service import RegistryService
 
-from rvhelpers import Harness, Ident
+from tests.rendezvous.rvhelpers import Harness, Ident
 
 
 def populated() -> tuple[Harness, list[Ident]]:

@@ -7,18 +7,16 @@ import asyncio
 import functools
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-from loopnet import LoopNet  # noqa: E402
+from tests.services.loopnet import LoopNet
 
-from pilotgw.overlay.address import Addr  # noqa: E402
-from pilotgw.services import filetransfer  # noqa: E402
-from pilotgw.services.filetransfer import TransferError, send_file  # noqa: E402
+from pilotgw.overlay.address import Addr
+from pilotgw.services import filetransfer
+from pilotgw.services.filetransfer import TransferError, send_file
 
 
 def aio(fn):
