@@ -24,6 +24,7 @@ _RAW = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_n
 
 _SUBCOMMANDS = {
     "daemon": ["start", "stop", "status"],
+    "gateway": ["start", "stop", "map", "unmap", "list", "expose", "unexpose", "exposed"],
 }
 
 _EXTRA_HELP = {

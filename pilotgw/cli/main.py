@@ -62,6 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("diag", "bench"),
     "received": ("mailbox", "received"),
     "inbox": ("mailbox", "inbox"),
+    "gateway": ("gateway", "gateway"),
 }
 
 _TYPER_FLAGS = {"--help", "-h", "--version", "--install-completion", "--show-completion"}

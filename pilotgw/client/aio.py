@@ -517,14 +517,21 @@ class Client:
             raise
         return listener
 
-    async def send_to(self, addr: Addr | str | int, port: int, data: bytes) -> None:
+    async def send_to(
+        self, addr: Addr | str | int, port: int, data: bytes, *, from_port: int | None = None
+    ) -> None:
         """Send one datagram. The daemon does not acknowledge datagrams; if it
-        refused an earlier one, that error is raised here, on the next call."""
+        refused an earlier one, that error is raised here, on the next call.
+
+        ``from_port`` (a port this client bound with :meth:`listen`) sends
+        from that port, so replies come back to it (our SendToFrom
+        extension; a reference daemon refuses it); otherwise the daemon
+        picks a fresh ephemeral source port for each datagram."""
         self._check_open()
         if self._sendto_error is not None:
             message, self._sendto_error = self._sendto_error, None
             raise DaemonError("send_to", message)
-        self._write(self._core.send_to(as_addr(addr), port, bytes(data)))
+        self._write(self._core.send_to(as_addr(addr), port, bytes(data), from_port))
         await self._drain()
 
     def datagrams(self, port: int | None = None) -> DatagramStream:
@@ -594,6 +601,22 @@ class Client:
 
     async def revoke(self, node_id: int) -> dict[str, Any]:
         return await self.call(calls.revoke(node_id))  # type: ignore[no-any-return]
+
+    # -- expose (our extension) -----------------------------------------------------
+
+    async def expose(self, port: int, target: str) -> dict[str, Any]:
+        """Publish the local TCP service ``target`` (``host:port``) on pilot
+        ``port``: the daemon bridges every accepted stream to a new TCP
+        connection, under the usual trust rules, and keeps it across
+        restarts. Re-exposing a port replaces its target."""
+        return await self.call(calls.expose(port, target))  # type: ignore[no-any-return]
+
+    async def unexpose(self, port: int) -> dict[str, Any]:
+        return await self.call(calls.unexpose(port))  # type: ignore[no-any-return]
+
+    async def exposed(self) -> list[dict[str, Any]]:
+        """The published services with their counters, sorted by port."""
+        return await self.call(calls.exposed())  # type: ignore[no-any-return]
 
 
 async def connect(socket_path: str | None = None, *, read_limit: int = READ_LIMIT) -> Client:

@@ -182,3 +182,27 @@ def set_tags(tags: Sequence[str]) -> Call:
 
 def set_webhook(url: str) -> Call:
     return Call("set_webhook", wire.frame(wire.SET_WEBHOOK, _text(url)), wire.SET_WEBHOOK_OK, _object)
+
+
+# -- extensions (pilotgw.overlay.ipc: Expose 0x40 -> 0x41) ----------------------
+
+
+def _expose_target(target: str) -> str:
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InvalidArgument(f"expose: invalid target {target!r}: want host:port (port 1-65535)")
+    return target
+
+
+def expose(port: int, target: str) -> Call:
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise InvalidArgument(f"expose: invalid port {port!r}: must be 1-65535")
+    return Call("expose", wire.expose(wire.EXPOSE_ADD, port, _expose_target(target)), wire.EXPOSE_OK, _object)
+
+
+def unexpose(port: int) -> Call:
+    return Call("unexpose", wire.expose(wire.EXPOSE_REMOVE, port), wire.EXPOSE_OK, _object)
+
+
+def exposed() -> Call:
+    return Call("exposed", wire.expose(wire.EXPOSE_LIST), wire.EXPOSE_OK, _list_of("exposed"))

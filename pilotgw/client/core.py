@@ -126,8 +126,9 @@ class DriverCore:
                 self._inflight.append(_Entry(_SEND, 0, 0, conn_id, len(frames)))
         return frames
 
-    def send_to(self, addr: Addr, port: int, data: bytes) -> bytes:
-        request = wire.send_to(addr, port, data)
+    def send_to(self, addr: Addr, port: int, data: bytes, src_port: int | None = None) -> bytes:
+        """SendTo, or the SendToFrom extension when ``src_port`` is given."""
+        request = wire.send_to(addr, port, data) if src_port is None else wire.send_to_from(src_port, addr, port, data)
         self._inflight.append(_Entry(_SENDTO, 0, 0, 0))
         return request
 

@@ -394,3 +394,13 @@ class SyncClient:
 
     def revoke(self, node_id: int) -> dict[str, Any]:
         return self.call(calls.revoke(node_id))  # type: ignore[no-any-return]
+
+    def expose(self, port: int, target: str) -> dict[str, Any]:
+        """Publish local TCP ``target`` (``host:port``) on pilot ``port`` (extension)."""
+        return self.call(calls.expose(port, target))  # type: ignore[no-any-return]
+
+    def unexpose(self, port: int) -> dict[str, Any]:
+        return self.call(calls.unexpose(port))  # type: ignore[no-any-return]
+
+    def exposed(self) -> list[dict[str, Any]]:
+        return self.call(calls.exposed())  # type: ignore[no-any-return]

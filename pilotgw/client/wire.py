@@ -41,6 +41,10 @@ DEREGISTER, DEREGISTER_OK = 0x17, 0x18
 SET_TAGS, SET_TAGS_OK = 0x19, 0x1A
 SET_WEBHOOK, SET_WEBHOOK_OK = 0x1B, 0x1C
 SET_TASK_EXEC, SET_TASK_EXEC_OK = 0x1D, 0x1E
+# Our extensions (pilotgw.overlay.ipc documents them; a reference daemon refuses them).
+EXPOSE, EXPOSE_OK = 0x40, 0x41
+SEND_TO_FROM = 0x42
+EXPOSE_ADD, EXPOSE_REMOVE, EXPOSE_LIST = 1, 2, 3
 
 REPLY_CODES = frozenset(
     {
@@ -55,6 +59,7 @@ REPLY_CODES = frozenset(
         SET_TAGS_OK,
         SET_WEBHOOK_OK,
         SET_TASK_EXEC_OK,
+        EXPOSE_OK,
     }
 )
 
@@ -127,6 +132,23 @@ def send_to(addr: Addr, port: int, data: bytes) -> bytes:
     if len(data) > MAX_BODY - 9:
         raise InvalidArgument(f"datagram too large: {len(data)} bytes (max {MAX_BODY - 9})")
     return frame(SEND_TO, addr.to_bytes() + _U16.pack(check_port(port)) + bytes(data))
+
+
+def send_to_from(src_port: int, addr: Addr, port: int, data: bytes) -> bytes:
+    """SendToFrom (extension): a datagram from ``src_port``, which the client bound."""
+    if addr.node == BROADCAST_NODE:
+        raise InvalidArgument("sendto: broadcast is not available — custom networks are WIP")
+    if len(data) > MAX_BODY - 11:
+        raise InvalidArgument(f"datagram too large: {len(data)} bytes (max {MAX_BODY - 11})")
+    return frame(SEND_TO_FROM, _U16.pack(check_port(src_port)) + addr.to_bytes() + _U16.pack(check_port(port)) + bytes(data))
+
+
+def expose(sub: int, port: int | None = None, target: str = "") -> bytes:
+    """Expose (extension): add / remove / list published local TCP services."""
+    payload = bytes((sub,))
+    if port is not None:
+        payload += _U16.pack(check_port(port)) + target.encode("utf-8")
+    return frame(EXPOSE, payload)
 
 
 def handshake(sub: int, node_id: int | None = None, extra: bytes = b"") -> bytes:

@@ -298,6 +298,14 @@ class IpcClient(asyncio.Protocol):
                 node.send_datagram(req.addr, req.port, req.data)
             except NodeError as exc:
                 self._reply(ipc.Error(str(exc)))
+        elif isinstance(req, ipc.SendToFrom):  # our extension: the source port must be ours
+            if req.src_port not in self.ports:
+                self._reply(ipc.Error(f"sendto: port {req.src_port} is not bound by this client"))
+                return
+            try:
+                node.send_datagram(req.addr, req.port, req.data, req.src_port)
+            except NodeError as exc:
+                self._reply(ipc.Error(str(exc)))
         elif isinstance(req, ipc.Info):
             self._reply(ipc.info_reply(node.info()))
         else:
@@ -352,7 +360,7 @@ class IpcServer:
     async def start(self) -> None:
         path = self.path
         if os.path.exists(path):
-            if await _answers(path):
+            if await answers(path):
                 raise NodeError(f"daemon already running on {path}")
             os.unlink(path)
         parent = os.path.dirname(os.path.abspath(path))
@@ -374,8 +382,9 @@ class IpcServer:
             client.on_datagram(frame)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._server is None:
+            return  # never listened: the path (maybe another daemon's) is not ours
+        self._server.close()
         for client in list(self.clients):
             if client.transport is not None:
                 client.transport.close()
@@ -385,7 +394,7 @@ class IpcServer:
             pass
 
 
-async def _answers(path: str) -> bool:
+async def answers(path: str) -> bool:
     """True if a daemon is listening on ``path`` (D-15: do not hijack it)."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 1.0)

@@ -83,6 +83,8 @@ class Node:
         #: Relayed-handshake consumer (next issue): called with each
         #: ``poll_handshakes_ok`` reply; the poller runs only when set.
         self.handshake_consumer: Optional[Callable[[dict], Awaitable[None]]] = None
+        #: Expose extension (``pilotgw.daemon.services.expose``): ``await handler(request)`` -> reply.
+        self.expose_handler: Optional[Callable[[Any], Awaitable[ipc.Message]]] = None
         self.webhooks: Any = None
         self.started_at = time.monotonic()
         self.deregistered = False
@@ -99,6 +101,9 @@ class Node:
         cfg = self.cfg
         for note in cfg.notes:
             log.info(note)
+        if os.path.exists(cfg.socket) and await ipcs.answers(cfg.socket):
+            # D-15: never take over a running daemon's socket (checked again at bind).
+            raise StartError(f"socket {cfg.socket}: daemon already running")
         # 1. identity
         if cfg.identity:
             try:
@@ -193,6 +198,14 @@ class Node:
         if not self.conns.listen(service.port, make_listener(self.conns, service, self._spawn)):
             raise NodeError(f"port {service.port} already bound")
         self.services[service.port] = service
+
+    def remove_service(self, port: int) -> None:
+        """Unbind a built-in service (expose's unexpose); live connections continue."""
+        service = self.services.pop(port, None)
+        if service is not None and self.conns is not None:
+            listener = self.conns.listeners.get(port)
+            if getattr(listener, "service", None) is service:
+                self.conns.unlisten(port)
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -390,14 +403,16 @@ class Node:
         assert self.conns is not None
         self.conns.close(conn)
 
-    def send_datagram(self, addr: Addr, port: int, data: bytes) -> None:
+    def send_datagram(self, addr: Addr, port: int, data: bytes, src_port: Optional[int] = None) -> None:
+        """Send from ``src_port``, or from a fresh ephemeral port (SendTo's rule)."""
         assert self.conns is not None
         if addr.node == BROADCAST_NODE:
             raise NodeError("sendto: broadcast is not available \u2014 custom networks are WIP")
         if not data:
             return  # the receiver would drop it (§1.10.2)
         try:
-            src_port = self.conns.streams.allocate_port()
+            if src_port is None:
+                src_port = self.conns.streams.allocate_port()
             p = dgram.build(SocketAddr(self.address, src_port), SocketAddr(addr, port), data)
         except dgram.DatagramError as exc:
             raise NodeError(f"sendto: {exc}") from None
@@ -452,6 +467,10 @@ class Node:
                     return ipc.trusted_reply([])
                 raise NodeError("handshake: trust service not running")
             return await self.handshake_handler(req)
+        if isinstance(req, (ipc.ExposeAdd, ipc.ExposeRemove, ipc.ExposeList)):
+            if self.expose_handler is None:
+                raise NodeError("expose: service not running")
+            return await self.expose_handler(req)
         if isinstance(req, ipc.ResolveHostname):
             reply = await _registry(registry.request(reg.resolve_hostname(req.hostname)), "resolve_hostname")
             return ipc.resolve_hostname_reply(reply)

@@ -68,6 +68,32 @@ SET_WEBHOOK_OK = 0x1C
 SET_TASK_EXEC = 0x1D
 SET_TASK_EXEC_OK = 0x1E
 
+# Extension commands: ours alone, never sent or answered by the reference (a
+# reference daemon answers them with Error "unknown command: 0x40"), so Go
+# drivers and the reference CLI are unaffected. Codes start at 0x40, far from
+# the contract's 0x01-0x1E.
+#
+# * Expose 0x40 -> ExposeOK 0x41 (JSON): publish a local TCP service on a
+#   pilot port (services-and-cli.md issue 8 item 5). ``sub u8`` then:
+#   0x01 add ``port u16 | target`` (UTF-8 ``host:port``), reply
+#   ``{"port","target"}``; 0x02 remove ``port u16``, reply ``{"port","target"}``;
+#   0x03 list, reply ``{"exposed": [{"port","target","connections",
+#   "active_connections","bytes_in","bytes_out","errors"}]}`` sorted by port.
+#   Errors are Error frames ``expose: <text>``.
+# * SendToFrom 0x42: like SendTo, but from ``src_port u16`` (first in the
+#   payload, then ``addr 6B | port u16 | data``), which this client must
+#   have bound; replies to that port find their way back to the sender
+#   (SendTo picks a fresh ephemeral source port per datagram). Like SendTo:
+#   no reply on success, Error ``sendto: <text>`` on failure.
+EXPOSE = 0x40
+EXPOSE_OK = 0x41
+SEND_TO_FROM = 0x42
+
+# Expose (0x40) sub-commands.
+EXPOSE_ADD = 0x01
+EXPOSE_REMOVE = 0x02
+EXPOSE_LIST = 0x03
+
 # Pushes the daemon writes on its own; the Go driver's read loop eats them.
 PUSH_CODES = frozenset({ACCEPT, RECV, CLOSE_OK, RECV_FROM})
 
@@ -434,8 +460,59 @@ class SetTaskExec(Message):
         return b"\x01" if self.enabled else b"\x00"
 
 
+@dataclass(frozen=True, slots=True)
+class ExposeAdd(Message):
+    """Extension: publish ``target`` (``host:port``, TCP) on pilot ``port``."""
+
+    code: ClassVar[int] = EXPOSE
+    sub: ClassVar[int] = EXPOSE_ADD
+    port: int
+    target: str
+
+    def payload(self) -> bytes:
+        return bytes((self.sub,)) + _pack(_U16, self.port) + self.target.encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True, slots=True)
+class ExposeRemove(Message):
+    code: ClassVar[int] = EXPOSE
+    sub: ClassVar[int] = EXPOSE_REMOVE
+    port: int
+
+    def payload(self) -> bytes:
+        return bytes((self.sub,)) + _pack(_U16, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class ExposeList(Message):
+    code: ClassVar[int] = EXPOSE
+    sub: ClassVar[int] = EXPOSE_LIST
+
+    def payload(self) -> bytes:
+        return bytes((self.sub,))
+
+
+@dataclass(frozen=True, slots=True)
+class SendToFrom(Message):
+    """Extension: a datagram from a port this client bound."""
+
+    code: ClassVar[int] = SEND_TO_FROM
+    src_port: int
+    addr: Addr
+    port: int
+    data: bytes
+
+    def payload(self) -> bytes:
+        return (
+            _pack(_U16, self.src_port)
+            + _pack(_ADDR_PORT, self.addr.network, self.addr.node, self.port)
+            + self.data
+        )
+
+
 JSON_REPLY_CODES = frozenset(
     {
+        EXPOSE_OK,
         INFO_OK,
         HANDSHAKE_OK,
         RESOLVE_HOSTNAME_OK,
@@ -493,6 +570,10 @@ Request = Union[
     SetTags,
     SetWebhook,
     SetTaskExec,
+    ExposeAdd,
+    ExposeRemove,
+    ExposeList,
+    SendToFrom,
 ]
 Reply = Union[BindOK, DialOK, Accept, Recv, CloseOK, Error, RecvFrom, JsonReply]
 
@@ -545,6 +626,20 @@ def _decode_handshake(payload: Buffer) -> Request:
     if sub == HS_REVOKE:
         return HandshakeRevoke(_conn_id(args, "handshake revoke: missing node_id"))
     raise DecodeError(f"handshake: unknown sub-command 0x{sub:02X}", "unknown")
+
+
+def _decode_expose(payload: Buffer) -> Request:
+    _need(payload, 1, "expose: missing sub-command")
+    sub, args = payload[0], payload[1:]
+    if sub == EXPOSE_ADD:
+        _need(args, 2, "expose add: missing port")
+        return ExposeAdd(_U16.unpack_from(args)[0], _text(args[2:]))
+    if sub == EXPOSE_REMOVE:
+        _need(args, 2, "expose remove: missing port")
+        return ExposeRemove(_U16.unpack_from(args)[0])
+    if sub == EXPOSE_LIST:
+        return ExposeList()
+    raise DecodeError(f"expose: unknown sub-command 0x{sub:02X}", "unknown")
 
 
 def decode_tags(payload: Buffer) -> tuple[str, ...]:
@@ -619,6 +714,12 @@ def decode_request(body: Buffer) -> Request:
     if cmd == SET_TASK_EXEC:
         _need(payload, 1, "set_task_exec: missing value")
         return SetTaskExec(payload[0] == 1)
+    if cmd == EXPOSE:
+        return _decode_expose(payload)
+    if cmd == SEND_TO_FROM:
+        _need(payload, 10, "sendto: missing source port/address/port")
+        addr, port = _addr_port(payload[2:], "sendto: missing source port/address/port")
+        return SendToFrom(_U16.unpack_from(payload)[0], addr, port, bytes(payload[10:]))
     raise DecodeError(f"unknown command: 0x{cmd:02X}", "unknown")
 
 
