@@ -206,12 +206,26 @@ class RegistryClient:
                 log.warning("registry connection lost", addr=f"{self.host}:{self.port}")
                 self._ensure_connecting()
 
-    async def connect(self) -> None:
-        """Dial now (start-up); raises :class:`RegistryError` after ``timeout``."""
-        try:
-            await asyncio.wait_for(self._get_conn(), self._connect_timeout * 3)
-        except asyncio.TimeoutError:
-            raise RegistryError(f"registry {self.host}:{self.port} unreachable", "unreachable") from None
+    async def connect(self, attempts: int = 5) -> None:
+        """Dial now (start-up), retrying with backoff; a pinning failure is
+        final at once. Raises :class:`RegistryError`."""
+        delay = 0.25
+        last = "unreachable"
+        for attempt in range(attempts):
+            try:
+                conn = await self._dial()
+            except RegistryError:
+                raise
+            except (OSError, asyncio.TimeoutError) as exc:
+                last = str(exc) or type(exc).__name__
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                continue
+            self._conn = conn
+            self._connected_once = True
+            return
+        raise RegistryError(f"registry {self.host}:{self.port} unreachable: {last}", "unreachable")
 
     async def close(self) -> None:
         self._closed = True

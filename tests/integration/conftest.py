@@ -235,7 +235,8 @@ class DaemonProcess:
             return client.info()
 
 
-_TUNNEL = re.compile(r'daemon started"? node_id=(\d+) .*? tunnel=\S+:(\d+)')
+_TUNNEL = re.compile(r'daemon started"? node_id=(\d+) .*? tunnel=\S+:(\d+)'
+                     r'|"msg":"daemon started","node_id":(\d+),.*?"tunnel":"[^"]*:(\d+)"')
 
 
 def launch_daemon(tmp_dir: Path, rv: RendezvousProcess, name: str, *extra: str, public: bool = True,
@@ -257,7 +258,8 @@ def launch_daemon(tmp_dir: Path, rv: RendezvousProcess, name: str, *extra: str, 
     while True:
         m = _TUNNEL.search(d.log())
         if m and sock.exists():
-            d.node_id, d.tunnel_port = int(m.group(1)), int(m.group(2))
+            groups = [g for g in m.groups() if g is not None]
+            d.node_id, d.tunnel_port = int(groups[0]), int(groups[1])
             try:
                 d.info(timeout=2.0)
                 return d
