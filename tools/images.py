@@ -235,6 +235,7 @@ def build(base_image: str | None, tag: str, only: list[str]) -> dict[str, Any]:
             shutil.copytree(IMAGES[name], context)
             shutil.copytree(wheels, context / "wheels")
             ref = f"pilotgw/{name}:{tag}"
+            previous = _image_id(client, ref)
             t0 = time.monotonic()
             # Host networking: apt inside RUN steps (registry bases only) needs a
             # network, and the lab engine runs without the default bridge.
@@ -252,8 +253,30 @@ def build(base_image: str | None, tag: str, only: list[str]) -> dict[str, Any]:
             )
             timings[f"build-{name}"] = time.monotonic() - t0
             image = client.images.get(ref)
+            if previous and previous != image.id:
+                # The replaced image and its now-unused layers would pile up with every rebuild.
+                _remove_quietly(client, previous)
             images[name] = {"ref": ref, "id": image.short_id, "size_mb": round(image.attrs["Size"] / 1e6, 1)}
     return {"base": base, "images": images, "wheels": wheel_names, "timings": {k: round(v, 1) for k, v in timings.items()}}
+
+
+def _image_id(client: Any, ref: str) -> str | None:
+    import docker
+
+    try:
+        return client.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _remove_quietly(client: Any, image_id: str) -> None:
+    """Remove an untagged image; keep it if a container still uses it."""
+    import docker
+
+    try:
+        client.images.remove(image_id)
+    except docker.errors.APIError:
+        pass
 
 
 def remove(tag: str) -> dict[str, Any]:
