@@ -21,21 +21,28 @@ connection that may sit unread.)
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
-from pilotgw.client import calls, core, wire
+from pilotgw.client import calls, core, mailbox, messaging, wire
 from pilotgw.client.calls import Call, as_addr
 from pilotgw.client.errors import (
     ConnectionFailed,
     DaemonDisconnected,
     DaemonError,
     InvalidArgument,
+    NotFound,
     NotRunning,
     PilotError,
     ProtocolError,
 )
-from pilotgw.overlay.address import Addr, SocketAddr
+from pilotgw.overlay import eventstream
+from pilotgw.overlay.address import PORT_DATA_EXCHANGE, PORT_EVENT_STREAM, Addr, SocketAddr, parse_target
 from pilotgw.overlay.errors import DecodeError
+
+if TYPE_CHECKING:
+    from pilotgw.services.filetransfer import Delivery
 
 READ_LIMIT = 1 << 20
 """Default bytes buffered per connection before the IPC socket is paused."""
@@ -246,6 +253,52 @@ class DatagramStream:
             return await self.receive()
         except PilotError:
             raise StopAsyncIteration from None
+
+
+class Subscription:
+    """Events of one topic from a node's event-stream broker (port 1002):
+    ``async for event in sub`` yields :class:`~pilotgw.overlay.eventstream.Event`
+    (``topic``, ``payload``) until the broker closes the stream. Close it
+    with :meth:`close` or ``async with``."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: PilotStreamWriter, target: Addr, topic: str) -> None:
+        self.target = target
+        self.topic = topic
+        self._reader = reader
+        self._writer = writer
+        self._parser = eventstream.EventReader()
+        self._ready: deque[eventstream.Event] = deque()
+
+    async def receive(self) -> eventstream.Event:
+        """The next event; :class:`ConnectionFailed` when the stream ended."""
+        while not self._ready:
+            data = await self._reader.read(messaging.READ_CHUNK)
+            if not data:
+                raise ConnectionFailed(f"event stream from {self.target} ended")
+            try:
+                self._ready.extend(self._parser.feed(data))
+            except ValueError as exc:
+                self.close()
+                raise ProtocolError(f"bad event from {self.target}: {exc}") from None
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __aiter__(self) -> AsyncIterator[eventstream.Event]:
+        return self
+
+    async def __anext__(self) -> eventstream.Event:
+        try:
+            return await self.receive()
+        except ConnectionFailed:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> "Subscription":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class _Protocol(asyncio.Protocol):
@@ -555,6 +608,111 @@ class Client:
             if conn is not None:
                 conn.writer._closed = fut
         await asyncio.shield(fut)
+
+    # -- data services: files, messages, events (ports 1001, 1004, 1002) -----------
+
+    async def target(self, target: Addr | str | int) -> Addr:
+        """An address, a bare node ID (network 0), or a hostname resolved
+        through the daemon (``not_found`` when it does not resolve)."""
+        if not isinstance(target, str):
+            return as_addr(target)
+        try:
+            addr = parse_target(target)
+        except DecodeError as exc:
+            raise InvalidArgument(str(exc)) from None
+        if addr is not None:
+            return addr
+        try:
+            reply = await self.resolve_hostname(target)
+            return as_addr(reply.get("address") or int(reply["node_id"]))
+        except (DaemonError, KeyError, TypeError, ValueError):
+            raise NotFound(f'cannot resolve "{target}"') from None
+
+    async def send_file(
+        self,
+        targets: Addr | str | int | Sequence[Addr | str | int],
+        path: str | os.PathLike[str],
+        progress: Callable[[str, int, int], None] | None = None,
+        *,
+        name: str | None = None,
+    ) -> list[Delivery]:
+        """Send one file to one node or to many (services issue item 4).
+
+        The file is read once: pilotgw receivers form a chain (each saves and
+        forwards), reference nodes get the single FILE frame they accept on
+        port 1001 (at most 16 MiB minus the name). ``progress(node, done,
+        total)`` is called per receiver. Returns one :class:`Delivery` per
+        target, in order; failures at a receiver are reported there
+        (``ok=False``, ``error``), problems with the file itself raise
+        (``not_found``, ``invalid_argument``, ``internal``).
+        """
+        from pilotgw.services.filetransfer import TransferError, send_file
+
+        many = not isinstance(targets, (Addr, str, int))
+        addrs = [await self.target(t) for t in (targets if many else [targets])]  # type: ignore[union-attr]
+        try:
+            return await send_file(self.dial, addrs, path, name=name, progress=progress)
+        except TransferError as exc:
+            raise PilotError(str(exc), exc.code) from None
+
+    async def send_message(
+        self, target: Addr | str | int, data: Any, *, kind: str | None = None, timeout: float = messaging.ACK_TIMEOUT
+    ) -> str | None:
+        """Deliver a typed message into ``target``'s inbox: ``str`` as text,
+        bytes as binary, other values as JSON (or say ``kind=`` ``"text"``,
+        ``"json"``, ``"binary"``). Returns the receiver's ACK text (e.g.
+        ``ACK TEXT 5 bytes``), ``None`` if none came within ``timeout``."""
+        kind = messaging.message_kind(data, kind)
+        payload = messaging.message_payload(data, kind)
+        reader, writer = await self.dial(await self.target(target), PORT_DATA_EXCHANGE)
+        try:
+            writer.write(messaging.message_frame(kind, payload))
+            await writer.drain()
+            acks = messaging.AckReader()
+            try:
+                async with asyncio.timeout(timeout):
+                    while (chunk := await reader.read(messaging.READ_CHUNK)):
+                        if (ack := acks.feed(chunk)) is not None:
+                            return ack
+            except (TimeoutError, PilotError):
+                pass
+            return None
+        finally:
+            writer.close()
+
+    async def subscribe(self, target: Addr | str | int, topic: str) -> Subscription:
+        """Subscribe to ``topic`` (``*`` for every topic) on ``target``'s broker."""
+        frame = messaging.subscribe_frame(topic)
+        addr = await self.target(target)
+        reader, writer = await self.dial(addr, PORT_EVENT_STREAM)
+        try:
+            writer.write(frame)
+            await writer.drain()
+        except BaseException:
+            writer.close()
+            raise
+        return Subscription(reader, writer, addr, topic)
+
+    async def publish(self, target: Addr | str | int, topic: str, data: str | bytes) -> None:
+        """Publish one event on ``topic`` at ``target``'s broker; every
+        subscriber of the topic (and of ``*``) gets it, the publisher not."""
+        frames = messaging.publish_frames(topic, messaging.as_payload(data))
+        _, writer = await self.dial(await self.target(target), PORT_EVENT_STREAM)
+        try:
+            writer.write(frames)
+            await writer.drain()
+        finally:
+            writer.close()
+        await writer.wait_closed()
+
+    def inbox(self, pilot_dir: str | None = None) -> list[mailbox.Message]:
+        """Messages the local daemon saved (``~/.pilot/inbox``; no IPC), as
+        ``pilotctl inbox`` lists them."""
+        return mailbox.read_inbox(pilot_dir) or []
+
+    def received(self, pilot_dir: str | None = None) -> list[mailbox.ReceivedFile]:
+        """Files the local daemon saved (``~/.pilot/received``; no IPC)."""
+        return mailbox.read_received(pilot_dir) or []
 
     # -- node management --------------------------------------------------------
 

@@ -10,11 +10,12 @@ never deadlocks against the echoes or pushes coming back.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from pilotgw.client import calls, core, wire
 from pilotgw.client.calls import Call, as_addr
@@ -22,13 +23,23 @@ from pilotgw.client.errors import (
     ConnectionFailed,
     DaemonDisconnected,
     DaemonError,
+    InvalidArgument,
+    NotFound,
     NotRunning,
     PilotError,
     ProtocolError,
     Timeout,
 )
-from pilotgw.overlay.address import Addr, SocketAddr
+from pilotgw.overlay.address import PORT_DATA_EXCHANGE, PORT_EVENT_STREAM, Addr, SocketAddr, parse_target
 from pilotgw.overlay.errors import DecodeError
+
+if TYPE_CHECKING:  # the data-service helpers load on first use: pilotctl info must start fast
+    from pilotgw.client import mailbox
+    from pilotgw.overlay.eventstream import Event
+    from pilotgw.services.filetransfer import Delivery
+
+_ACK_TIMEOUT = 30.0
+_READ_CHUNK = 64 * 1024
 
 _DATAGRAM_QUEUE = 256
 _ACCEPT_BACKLOG = 64
@@ -103,6 +114,70 @@ class SyncListener:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._client._wait(lambda: bool(self._queue), deadline)
         return self._queue.popleft()
+
+
+def read_ack(conn: SyncConnection, timeout: float) -> str | None:
+    """The receiver's ACK text (data exchange), or ``None`` if the stream
+    ends or nothing complete arrives within ``timeout`` seconds (Q1)."""
+    from pilotgw.client.messaging import AckReader
+
+    acks = AckReader()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            chunk = conn.recv(_READ_CHUNK, timeout=max(deadline - time.monotonic(), 0.0))
+            if not chunk:
+                return None
+            if (ack := acks.feed(chunk)) is not None:
+                return ack
+    except PilotError:
+        return None
+
+
+class SyncSubscription:
+    """Blocking view of a topic subscription: iterate for events (until the
+    broker closes the stream) or call :meth:`receive` with a timeout."""
+
+    def __init__(self, conn: SyncConnection, target: Addr, topic: str) -> None:
+        from pilotgw.overlay.eventstream import EventReader
+
+        self.target = target
+        self.topic = topic
+        self._conn = conn
+        self._parser = EventReader()
+        self._ready: deque[Event] = deque()
+
+    def receive(self, timeout: float | None = None) -> "Event":
+        """The next event; :class:`Timeout` after ``timeout`` seconds,
+        :class:`ConnectionFailed` when the stream ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            data = self._conn.recv(_READ_CHUNK, timeout=remaining)
+            if not data:
+                raise ConnectionFailed(f"event stream from {self.target} ended")
+            try:
+                self._ready.extend(self._parser.feed(data))
+            except ValueError as exc:
+                self.close()
+                raise ProtocolError(f"bad event from {self.target}: {exc}") from None
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __iter__(self) -> Iterator["Event"]:
+        while True:
+            try:
+                yield self.receive()
+            except ConnectionFailed:
+                return
+
+    def __enter__(self) -> "SyncSubscription":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class SyncClient:
@@ -352,6 +427,96 @@ class SyncClient:
         ok, value = self._results.pop(token)
         if not ok:
             raise value
+
+    # -- data services: files, messages, events -----------------------------------
+
+    def target(self, target: Addr | str | int) -> Addr:
+        """An address, a bare node ID (network 0), or a hostname resolved
+        through the daemon (``not_found`` when it does not resolve)."""
+        if not isinstance(target, str):
+            return as_addr(target)
+        try:
+            addr = parse_target(target)
+        except DecodeError as exc:
+            raise InvalidArgument(str(exc)) from None
+        if addr is not None:
+            return addr
+        try:
+            reply = self.resolve_hostname(target)
+            return as_addr(reply.get("address") or int(reply["node_id"]))
+        except (DaemonError, KeyError, TypeError, ValueError):
+            raise NotFound(f'cannot resolve "{target}"') from None
+
+    def send_file(
+        self,
+        targets: Addr | str | int | Sequence[Addr | str | int],
+        path: str | os.PathLike[str],
+        progress: Callable[[str, int, int], None] | None = None,
+        *,
+        name: str | None = None,
+    ) -> list[Delivery]:
+        """Blocking :meth:`pilotgw.client.aio.Client.send_file`: same chain to
+        many receivers, same results. The transfer runs on its own asyncio
+        loop and IPC session, so do not call this from a running event loop."""
+        import asyncio
+
+        from pilotgw.client.aio import connect
+
+        many = not isinstance(targets, (Addr, str, int))
+        addrs = [self.target(t) for t in (targets if many else [targets])]  # type: ignore[union-attr]
+
+        async def transfer() -> list[Delivery]:
+            async with await connect(self.socket_path) as client:
+                return await client.send_file(addrs, path, progress, name=name)
+
+        return asyncio.run(transfer())
+
+    def send_message(
+        self, target: Addr | str | int, data: Any, *, kind: str | None = None, timeout: float = _ACK_TIMEOUT
+    ) -> str | None:
+        """Deliver a typed message (``str`` text, bytes binary, other values
+        JSON, or ``kind=``); returns the receiver's ACK text or ``None``."""
+        from pilotgw.client import messaging
+
+        kind = messaging.message_kind(data, kind)
+        payload = messaging.message_payload(data, kind)
+        with self.dial(self.target(target), PORT_DATA_EXCHANGE) as conn:
+            conn.send(messaging.message_frame(kind, payload))
+            return read_ack(conn, timeout)
+
+    def subscribe(self, target: Addr | str | int, topic: str) -> SyncSubscription:
+        """Subscribe to ``topic`` (``*`` for all) on ``target``'s broker."""
+        from pilotgw.client.messaging import subscribe_frame
+
+        frame = subscribe_frame(topic)
+        addr = self.target(target)
+        conn = self.dial(addr, PORT_EVENT_STREAM)
+        try:
+            conn.send(frame)
+        except BaseException:
+            conn.close()
+            raise
+        return SyncSubscription(conn, addr, topic)
+
+    def publish(self, target: Addr | str | int, topic: str, data: str | bytes) -> None:
+        """Publish one event on ``topic`` at ``target``'s broker."""
+        from pilotgw.client.messaging import as_payload, publish_frames
+
+        frames = publish_frames(topic, as_payload(data))
+        with self.dial(self.target(target), PORT_EVENT_STREAM) as conn:
+            conn.send(frames)
+
+    def inbox(self, pilot_dir: str | None = None) -> list[mailbox.Message]:
+        """Messages the local daemon saved in ``~/.pilot/inbox`` (no IPC)."""
+        from pilotgw.client.mailbox import read_inbox
+
+        return read_inbox(pilot_dir) or []
+
+    def received(self, pilot_dir: str | None = None) -> list[mailbox.ReceivedFile]:
+        """Files the local daemon saved in ``~/.pilot/received`` (no IPC)."""
+        from pilotgw.client.mailbox import read_received
+
+        return read_received(pilot_dir) or []
 
     def info(self) -> dict[str, Any]:
         return self.call(calls.info())  # type: ignore[no-any-return]

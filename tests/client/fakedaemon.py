@@ -100,7 +100,8 @@ class FakeDaemon:
         self.trusted = [
             {"approved_at": 1700000100, "mutual": True, "network": 0, "node_id": 9, "public_key": "BBBB"}
         ]
-        self.refuse_ports: set[int] = set()
+        # A reference daemon: its nodes refuse our file-transfer extension port.
+        self.refuse_ports: set[int] = {1004}
         self.silent_ports: set[int] = set()
         self.datagrams_to_echo = True
         self.hook: Callable[[int, bytes], bytes | None] | None = None

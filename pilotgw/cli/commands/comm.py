@@ -17,9 +17,9 @@ from pilotgw.overlay.address import PORT_DATA_EXCHANGE, PORT_EVENT_STREAM, PORT_
 
 if TYPE_CHECKING:
     from pilotgw.client.sync import SyncConnection
+    from pilotgw.services.filetransfer import Delivery
 
 MAX_READ = 65535
-MAX_FILE_FRAME = 1 << 24
 ACK_WAIT = 30.0
 
 
@@ -157,97 +157,81 @@ def recv(ctx: Ctx, args: list[str]) -> None:
         ctx.out.success({"messages": messages or None, "timeout": False})
 
 
-def _read_frame(conn: "SyncConnection", timeout: float) -> tuple[int, bytes] | None:
-    """One data-exchange frame (the ACK), or ``None`` if none arrives."""
-    from pilotgw.overlay.dataexchange import HEADER_LEN, decode_header
-
-    buf = bytearray()
-    deadline = time.monotonic() + timeout
-    need_len = HEADER_LEN
-    frame_type = 0
-    try:
-        while len(buf) < need_len:
-            chunk = conn.recv(MAX_READ, timeout=max(deadline - time.monotonic(), 0))
-            if not chunk:
-                return None
-            buf += chunk
-            if need_len == HEADER_LEN and len(buf) >= HEADER_LEN:
-                frame_type, length = decode_header(buf)
-                need_len = HEADER_LEN + length
-    except (PilotError, ValueError):
-        return None
-    return frame_type, bytes(buf[HEADER_LEN:need_len])
-
-
-def _send_file_to(ctx: Ctx, addr: Addr, name: str, data: bytes, bar: Progress) -> dict[str, Any]:
-    from pilotgw.overlay.dataexchange import encode_file_prefix
-
-    target = str(addr)
-    conn = _dial(ctx, addr, PORT_DATA_EXCHANGE, f"cannot connect to {target} (data exchange port 1001)")
-    try:
-        try:
-            conn.send(encode_file_prefix(name, len(data)))
-            view = memoryview(data)
-            step = 256 * 1024
-            for i in range(0, len(view), step):
-                conn.send(view[i : i + step])
-                bar.advance(min(step, len(view) - i))
-        except PilotError as exc:
-            raise ConnectionFailed(f"send failed: {exc.message}") from None
-        ack = _read_frame(conn, ACK_WAIT)
-    finally:
-        conn.close()
-    result: dict[str, Any] = {"bytes": len(data), "destination": target, "filename": name}
-    if ack is not None:
-        result["ack"] = _text(ack[1])
-    else:
-        ctx.out.note(f"warning: no ACK from {target} (the receiver may have dropped the file)")
-    return result
-
-
-def send_file(ctx: Ctx, args: list[str]) -> None:
-    """``send-file <target>... <filepath>``: one or more targets, file read once."""
-    need(args, 2, "send-file <address|hostname> <filepath>")
-    *targets, path = args
-    name = os.path.basename(path.rstrip("/")) or path
+def _check_file(path: str) -> int:
+    """The file's size; the reference's errors for a file it cannot read."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return os.fstat(f.fileno()).st_size
     except FileNotFoundError:
         raise NotFound(f"file not found: {path}") from None
     except PermissionError:
         raise PilotError(f"permission denied: {path}", "internal") from None
     except OSError as exc:
         raise PilotError(f"read file: {exc}", "internal") from None
-    limit = MAX_FILE_FRAME - 2 - len(name.encode())
-    if len(data) > limit:
-        raise InvalidArgument(f"file too large: {len(data)} bytes (max 16777214 minus name length)")
-    ctx.client()
-    addrs = [ctx.resolve(t, code="invalid_argument") for t in targets]
+
+
+def _delivery_result(ctx: Ctx, d: "Delivery", name: str, size: int) -> dict[str, Any]:
+    """The contract's ``{ack?, bytes, destination, filename}`` for a success.
+
+    A bulk (pilotgw-to-pilotgw) delivery ends with the receiver's verified
+    result instead of an ACK frame; it is reported with the ACK text a
+    reference receiver sends for the same file, so scripts see one shape.
+    """
+    result: dict[str, Any] = {"bytes": size, "destination": d.target, "filename": name}
+    if d.method == "bulk":
+        result["ack"] = f"ACK FILE {size} bytes"
+    elif d.ack is not None:
+        result["ack"] = d.ack
+    else:
+        ctx.out.note(f"warning: no ACK from {d.target} (the receiver may have dropped the file)")
+    return result
+
+
+def _delivery_error(d: "Delivery") -> PilotError:
+    if d.error.startswith("cannot connect"):
+        return ConnectionFailed(
+            f"cannot connect to {d.target} (data exchange port 1001)", hint=_ping_hint(d.target)
+        )
+    if d.error.startswith("file too large"):
+        return InvalidArgument(d.error)
+    return ConnectionFailed(d.error if d.error.startswith("send failed") else f"send failed: {d.error}")
+
+
+def send_file(ctx: Ctx, args: list[str]) -> None:
+    """``send-file <target>... <filepath>``: one or more targets, the file read
+    once (pilotgw receivers relay it along a chain, reference receivers get
+    the single FILE frame they accept); one progress bar per receiver."""
+    need(args, 2, "send-file <address|hostname> <filepath>")
+    *targets, path = args
+    name = os.path.basename(path.rstrip("/")) or path
+    size = _check_file(path)
+    client = ctx.client()
+    addrs = list(dict.fromkeys(ctx.resolve(t, code="invalid_argument") for t in targets))
+    rows = {str(a): f"{name} → {a}" for a in addrs}
+    with Progress(size, rows, not ctx.json) as bar:
+        deliveries = client.send_file(addrs, path, lambda node, done, _total: bar.update(node, done), name=name)
+    if len(addrs) == 1:
+        if not deliveries[0].ok:
+            raise _delivery_error(deliveries[0])
+        ctx.out.success(_delivery_result(ctx, deliveries[0], name, size))
+        return
     results: list[dict[str, Any]] = []
     failures: list[str] = []
-    for addr in addrs:
-        with Progress(len(data), f"{name} → {addr}", not ctx.json) as bar:
-            try:
-                results.append(_send_file_to(ctx, addr, name, data, bar))
-            except PilotError as exc:
-                if len(addrs) == 1 or exc.code == "not_running":
-                    raise
-                results.append({"destination": str(addr), "error": exc.message})
-                failures.append(f"{addr}: {exc.message}")
-    if len(addrs) == 1:
-        ctx.out.success(results[0])
-        return
+    for d in deliveries:
+        if d.ok:
+            results.append(_delivery_result(ctx, d, name, size))
+        else:
+            message = _delivery_error(d).message
+            results.append({"destination": d.target, "error": message})
+            failures.append(f"{d.target}: {message}")
     if failures:
         raise ConnectionFailed(f"send-file: {len(failures)} of {len(addrs)} targets failed: " + "; ".join(failures))
-    ctx.out.success({"bytes": len(data), "filename": name, "results": results, "total": len(results)})
-
-
-_MESSAGE_TYPES = {"text": 1, "binary": 2, "json": 3}
+    ctx.out.success({"bytes": size, "filename": name, "results": results, "total": len(results)})
 
 
 def send_message(ctx: Ctx, args: list[str]) -> None:
-    from pilotgw.overlay.dataexchange import encode_header
+    from pilotgw.client import messaging
+    from pilotgw.client.sync import read_ack
 
     flags = parse_flags(args)
     need(flags.positional, 1, "send-message <address|hostname> --data <text> [--type text|json|binary]")
@@ -259,19 +243,18 @@ def send_message(ctx: Ctx, args: list[str]) -> None:
     target = str(addr)
     conn = _dial(ctx, addr, PORT_DATA_EXCHANGE, f"cannot connect to {target} (data exchange port 1001)")
     try:
-        if kind not in _MESSAGE_TYPES:
-            raise InvalidArgument(f'unknown type "{kind}" (use text, json, or binary)')
+        kind = messaging.message_kind(message, kind)  # checked after dialling, as the reference does
         payload = message.encode()
         try:
-            conn.send(encode_header(_MESSAGE_TYPES[kind], len(payload)) + payload)
+            conn.send(messaging.message_frame(kind, payload))
         except PilotError as exc:
             raise ConnectionFailed(f"send: {exc.message}") from None
-        ack = _read_frame(conn, ACK_WAIT)
+        ack = read_ack(conn, ACK_WAIT)
     finally:
         conn.close()
     data: dict[str, Any] = {"bytes": len(payload), "target": target, "type": kind}
     if ack is not None:
-        data["ack"] = _text(ack[1])
+        data["ack"] = ack
     ctx.out.success(data)
 
 
