@@ -108,6 +108,8 @@ class IpcClient(asyncio.Protocol):
         ready, self._pull_ready = self._pull_ready, {}
         for conn in ready.values():
             self.on_data(conn)
+        for port in self.ports:  # connections queued while we could not take them
+            self.node.conns.drain_backlog(port)
 
     def data_received(self, data: bytes) -> None:
         """Cut frames out of ``data`` without copying those that arrived
@@ -246,6 +248,7 @@ class IpcClient(asyncio.Protocol):
             self.conns.pop(conn.id, None)
 
     def on_closed(self, conn: "Conn") -> None:
+        self.on_writable(conn)  # a closed connection no longer holds our reads back
         self.on_data(conn)
 
     def on_writable(self, conn: "Conn") -> None:
