@@ -26,7 +26,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from pilotgw.cli.output import Output
 from pilotgw.client.calls import default_socket_path
@@ -137,12 +137,15 @@ async def _run(opts: argparse.Namespace, targets: list[tuple[str, str | None]], 
     return 0
 
 
-def _event_loop() -> None:
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop for the gateway's own loop, but never as the global policy:
+    pyroute2 runs a private asyncio loop in the kernel worker threads, and
+    uvloop cannot open netlink sockets."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return None
+    return uvloop.new_event_loop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.error("invalid_argument", str(exc), "see: pilot-gateway --help")
         return 2
     setup_logging(opts.log_level, opts.log_format)
-    _event_loop()
     try:
-        return asyncio.run(_run(opts, targets, out))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(_run(opts, targets, out))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
