@@ -285,3 +285,103 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     for d in started:
         d.kill()
         print(f"---- pilot-daemon {d.name} (exit {d.proc.returncode}) ----\n{d.log()[-20000:]}")
+
+
+# ---------------------------------------------------------------------------
+# pilotctl against real daemons (tests/integration/test_pilotctl_*.py)
+
+from contextlib import contextmanager  # noqa: E402 (appended section)
+
+
+def pilotctl_command() -> list[str]:
+    exe = shutil.which("pilotctl", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "pilotgw.cli.main"]
+
+
+@dataclass
+class CliResult:
+    status: int
+    out: str
+    err: str
+
+    def error(self) -> dict[str, Any]:
+        """The ``--json`` error object (stderr), checking the contract's framing."""
+        import json
+
+        assert self.status == 1 and self.out == "", self
+        return json.loads(self.err)  # type: ignore[no-any-return]
+
+
+@dataclass
+class PilotNode:
+    """A daemon with its own HOME (so its own ``~/.pilot``), socket and
+    identity, and the environment its user runs ``pilotctl`` in."""
+
+    daemon: DaemonProcess
+    home: Path
+    registry: str
+
+    @property
+    def node_id(self) -> int:
+        return self.daemon.node_id
+
+    @property
+    def address(self) -> str:
+        return f"0:0000.{self.node_id >> 16:04X}.{self.node_id & 0xFFFF:04X}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PILOT_")}
+        env.update(HOME=str(self.home), PILOT_SOCKET=str(self.daemon.socket), PILOT_REGISTRY=self.registry,
+                   PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+        env.update(extra)
+        return env
+
+    def cli(self, *args: str, stdin: Optional[str] = None, timeout: float = 60.0, **env: str) -> CliResult:
+        """Run the real ``pilotctl`` binary as this node's user."""
+        r = subprocess.run(pilotctl_command() + list(args), env=self.env(**env), input=stdin,
+                           stdin=None if stdin is not None else subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout, cwd=self.home)
+        return CliResult(r.returncode, r.stdout, r.stderr)
+
+    def ok(self, *args: str, **kw: Any) -> Any:
+        """``pilotctl --json <args>``: assert success, return ``data``."""
+        import json
+
+        r = self.cli("--json", *args, **kw)
+        assert r.status == 0 and r.err == "", r
+        doc = json.loads(r.out)
+        assert list(doc) == ["data", "status"] and doc["status"] == "ok", doc
+        return doc["data"]
+
+
+def launch_node(tmp_dir: Path, rv: RendezvousProcess, name: str, *extra: str, **kw: Any) -> PilotNode:
+    """:func:`launch_daemon` with ``HOME`` set to a fresh folder for the daemon."""
+    home = tmp_dir / f"home-{name}"
+    home.mkdir()
+    saved = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)  # inherited by the daemon; pytest runs tests in one thread
+    try:
+        d = launch_daemon(tmp_dir, rv, name, *extra, **kw)
+    finally:
+        if saved is None:
+            del os.environ["HOME"]
+        else:
+            os.environ["HOME"] = saved
+    return PilotNode(d, home, f"{rv.registry[0]}:{rv.registry[1]}")
+
+
+@contextmanager
+def pilot_network(tmp_dir: Path, *names: str, public: bool = True) -> Iterator[tuple[RendezvousProcess, list[PilotNode]]]:
+    """A rendezvous and one daemon per name (hostname = name); all killed at exit."""
+    rv = launch(tmp_dir)
+    nodes: list[PilotNode] = []
+    try:
+        for name in names:
+            nodes.append(launch_node(tmp_dir, rv, name, "-hostname", name, public=public))
+        yield rv, nodes
+    finally:
+        for node in nodes:
+            node.daemon.kill()
+            print(f"---- pilot-daemon {node.daemon.name} (exit {node.daemon.proc.returncode}) ----\n"
+                  f"{node.daemon.log()[-20000:]}")
+        rv.kill()
