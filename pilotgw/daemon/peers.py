@@ -175,8 +175,14 @@ class Tunnel:
     def _spawn(self, coro) -> asyncio.Task:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Background resolves fail with RegistryError; dials report it.
+            log.debug("tunnel task failed", error=str(task.exception()))
 
     # -- raw sends -----------------------------------------------------------------
 
@@ -242,7 +248,8 @@ class Tunnel:
                 return
             peer = self.peer(node)
         peer.pending.append(data)
-        if peer.connecting is None and peer.kx_handle is None:
+        if peer.kx_handle is None and (peer.connecting is None or peer.connecting.done()):
+            # Nothing under way (first packet, or an earlier exchange gave up).
             self.start_connect(peer)
 
     def start_connect(self, peer: Peer) -> asyncio.Task:
