@@ -282,6 +282,12 @@ class Tunnel:
             peer.endpoint = addr
         if self.beacon is not None:
             self.send_beacon(bmsg.PunchRequest(self.node_id, peer.node))
+        if not self.encrypt:
+            # -encrypt=false: plaintext by configuration, no key exchange.
+            pending, peer.pending = peer.pending, collections.deque(maxlen=MAX_PENDING_PER_PEER)
+            for data in pending:
+                self._send_frame(peer, _PILT + data)
+            return
         if not peer.crypto.ready and peer.kx_handle is None:
             peer.kx_attempt = 0
             self._kx_step(peer)

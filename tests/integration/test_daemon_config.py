@@ -62,3 +62,21 @@ def test_json_logs_and_running_socket_not_hijacked(rendezvous, start_daemon, tmp
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 1 and "already running" in res.stderr
     assert d.info()["node_id"] == d.node_id  # the first daemon still owns its socket
+
+
+def test_plaintext_mode_when_both_disable_encryption(rendezvous, start_daemon):
+    a = start_daemon(rendezvous, "a", "-encrypt=false")
+    b = start_daemon(rendezvous, "b", "-encrypt=false")
+    from pilotgw.client import SyncClient
+
+    with SyncClient(str(a.socket)) as c:
+        conn = c.dial(b.node_id, 7, timeout=15)
+        conn.send(b"in the clear")
+        got = b""
+        while len(got) < 12:
+            got += conn.recv(100, timeout=5)
+        conn.close()
+        info = c.info()
+    assert got == b"in the clear"
+    assert info["encrypt"] is False
+    assert not any(p["encrypted"] for p in info["peer_list"])
