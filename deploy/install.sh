@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install pilotgw as a system service: a venv in /opt/pilotgw, the systemd
 # units, sample configuration in /etc/pilotgw, a "pilot" system user, and
-# pilotctl/pilot-daemon/pilot-rendezvous links in /usr/local/bin.
+# pilotctl/pilot-daemon/pilot-rendezvous/pilot-gateway links in /usr/local/bin.
 #
 # It starts and enables nothing: the configuration first has to point at
 # your rendezvous (the samples use 127.0.0.1). Existing files in
@@ -50,7 +50,7 @@ if [ -n "$WHEELS" ]; then
 else
     "$venv/bin/python" -m pip install --quiet --upgrade "$SRC"
 fi
-for exe in pilot-daemon pilot-rendezvous pilotctl; do
+for exe in pilot-daemon pilot-rendezvous pilot-gateway pilotctl; do
     [ -x "$venv/bin/$exe" ] || die "$venv/bin/$exe is missing after the install"
 done
 
@@ -70,7 +70,7 @@ for env in daemon rendezvous gateway; do
     fi
 done
 cat > "$ROOT/etc/profile.d/pilotgw.sh" <<EOF
-# pilotctl finds the system pilot-daemon's socket (members of group "pilot").
+# pilotctl finds the system pilot-daemon's socket (usable by root and user pilot).
 export PILOT_SOCKET=/run/pilotgw/pilot.sock
 EOF
 
@@ -80,7 +80,7 @@ if [ -z "$ROOT" ]; then
             --shell /usr/sbin/nologin --comment "Pilot Protocol daemon" pilot
     fi
     chgrp pilot "$etc"/*.env
-    for exe in pilot-daemon pilot-rendezvous pilotctl; do
+    for exe in pilot-daemon pilot-rendezvous pilot-gateway pilotctl; do
         # Never replace another program of the same name (e.g. the Go pilotctl).
         if [ ! -e "/usr/local/bin/$exe" ] || [ -L "/usr/local/bin/$exe" ]; then
             ln -sfn "$PREFIX/bin/$exe" "/usr/local/bin/$exe"
@@ -100,5 +100,6 @@ Nothing was started. Next:
   2. systemctl enable --now pilot-daemon            # the node
      systemctl enable --now pilot-rendezvous        # only if this host is your rendezvous
      systemctl enable --now pilot-gateway           # only on a gateway host (edit gateway.env)
-  3. add users to group "pilot" to use pilotctl
+  3. pilotctl talks to the system daemon as root or as user pilot
+     (sudo -u pilot env PILOT_SOCKET=/run/pilotgw/pilot.sock pilotctl info)
 EOF

@@ -83,6 +83,8 @@ def test_venv_has_the_programs_and_they_run(staged: Path) -> None:
     assert proc.returncode == 0 and "usage: pilot-daemon" in proc.stderr
     proc = subprocess.run([str(bindir / "pilot-rendezvous"), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "registry" in proc.stdout
+    proc = subprocess.run([str(bindir / "pilot-gateway"), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--subnet" in proc.stdout
     assert (bindir / "pilotctl").exists()
 
 
@@ -107,6 +109,9 @@ def test_each_unit_keeps_only_the_privileges_it_needs(staged: Path) -> None:
     caps = gateway["Service"]["CapabilityBoundingSet"].split()
     assert "CAP_NET_ADMIN" in caps and "CAP_SYS_ADMIN" not in caps
     assert gateway["Service"]["DeviceAllow"] == "/dev/net/tun rw"
+    # The daemon's socket is 0600: the gateway must run as the daemon's user.
+    assert gateway["Service"]["User"] == daemon["User"]
+    assert set(gateway["Service"]["AmbientCapabilities"].split()) == set(caps)
     assert gateway["Unit"]["Requires"] == "pilot-daemon.service"
     # The daemon and the gateway meet on one socket path.
     assert "PILOT_SOCKET=/run/pilotgw/pilot.sock" in daemon["Environment"]
@@ -137,6 +142,11 @@ def test_default_configs_are_valid_and_point_only_at_loopback(staged: Path) -> N
     rv = _env(staged / "etc/pilotgw/rendezvous.env")
     options = rendezvous_cli.resolve_options(shlex.split(rv["PILOT_RENDEZVOUS_FLAGS"]))
     assert options["http"].startswith(LOOPBACK + ":")
+    from pilotgw.gateway import cli as gateway_cli
+
+    gw = _env(staged / "etc/pilotgw/gateway.env")
+    gateway_args = gateway_cli._parser().parse_args(shlex.split(gw["PILOT_GATEWAY_FLAGS"]))
+    assert gateway_args.subnet == "10.4.0.0/16" and gateway_args.targets == []
     # The container images' default configs load without unknown keys.
     image_cfg = daemon_config.build({"config": str(ROOT / "daemon/daemon.json")}, env={})
     assert not [n for n in image_cfg.notes if "unknown key" in n]
