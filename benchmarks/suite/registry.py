@@ -132,7 +132,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "gateway",
         Program(
-            "benchmarks/gateway_throughput.py",
+            "benchmarks/gateway_bench.py",
             ("--mib", "1024", "--json"),
             ("--mib", "128", "--json"),
             size="1 GiB",
