@@ -245,3 +245,14 @@ def test_registry_unreachable(net: list[PilotNode]) -> None:
                  PILOT_REGISTRY="127.0.0.1:1")
     expect_error(solo, ["register"], "connection_failed", "cannot reach registry at 127.0.0.1:1", hint,
                  PILOT_REGISTRY="127.0.0.1:1")
+
+
+def test_gateway_commands_without_a_gateway(net: list[PilotNode]) -> None:
+    solo = net[0]
+    expect_error(solo, ["gateway", "stop"], "not_running", "gateway is not running")
+    expect_error(solo, ["gateway", "list"], "not_running", "gateway is not running",
+                 "start with: pilotctl gateway start [--ports <list>] [<pilot-addr>...]")
+    expect_error(solo, ["gateway", "unmap", "10.4.0.1"], "not_running", "gateway is not running",
+                 "start with: pilotctl gateway start")
+    expect_error(solo, ["gateway", "map"], "invalid_argument", "usage: pilotctl gateway map <pilot-addr> [local-ip]")
+    expect_error(solo, ["gateway", "unmap"], "invalid_argument", "usage: pilotctl gateway unmap <local-ip>")
