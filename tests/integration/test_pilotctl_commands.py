@@ -364,6 +364,40 @@ def test_send_file_single_many_and_large(net: list[PilotNode], tmp_path: Path) -
     assert sum(f["name"].startswith("notes-") for f in bravo.ok("received")["files"]) == 2
 
 
+def test_send_file_progress_bars_on_a_terminal(net: list[PilotNode], tmp_path: Path) -> None:
+    """One bar per receiver on a terminal (stderr); none with --json."""
+    import pty
+
+    alpha, bravo, charlie = net
+    path = tmp_path / "bar.bin"
+    path.write_bytes(os.urandom(4 << 20))
+
+    def run(*args: str) -> tuple[int, str, str]:
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.run(pilotctl_command() + list(args), env=alpha.env(COLUMNS="120"), cwd=alpha.home,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, timeout=60)
+            os.close(slave)
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the terminal has no writer left
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(master)
+        return proc.returncode, proc.stdout.decode(), b"".join(chunks).decode("utf-8", "replace")
+
+    status, out, err = run("send-file", bravo.address, charlie.address, str(path))
+    assert status == 0 and json.loads(out)["total"] == 2
+    assert f"bar.bin → {bravo.address}" in err and f"bar.bin → {charlie.address}" in err
+    status, out, err = run("--json", "send-file", bravo.address, str(path))
+    assert (status, err) == (0, "") and json.loads(out)["data"]["bytes"] == 4 << 20
+
+
 def test_received_listing_and_clear(net: list[PilotNode]) -> None:
     bravo = net[1]
     data = bravo.ok("received")
@@ -483,6 +517,53 @@ def test_listen(net: list[PilotNode]) -> None:
     assert status == 0 and re.fullmatch(rf"\[{re.escape(alpha.address)}:\d+\] text\n", out)
     assert "listening on port 5000 — waiting for datagrams..." in err
     assert bravo.ok("listen", "5001", "--count", "1", "--timeout", "200ms") == {"messages": None, "timeout": True}
+
+
+def test_client_api_against_real_daemons(net: list[PilotNode], tmp_path: Path) -> None:
+    """The API pilotctl is built on (issue 6 item 7), blocking and asyncio."""
+    import asyncio
+
+    from pilotgw.client import connect
+
+    alpha, bravo, charlie = net
+    bravo_dir = str(bravo.home / ".pilot")
+    with SyncClient(str(alpha.daemon.socket)) as a, SyncClient(str(bravo.daemon.socket)) as b:
+        assert a.send_message("bravo", {"job": 7}) == "ACK JSON 9 bytes"
+        assert a.send_message(bravo.node_id, b"\x00\xff\x10") == "ACK BINARY 3 bytes"
+        inbox = b.inbox(bravo_dir)
+        assert [(m.type, m.sender) for m in inbox] == [("BINARY", alpha.address), ("JSON", alpha.address)]
+        assert inbox[0].payload == b"\x00\xff\x10" and inbox[1].json() == {"job": 7}
+        before = established_on(alpha, 1002)
+        with b.subscribe("alpha", "jobs") as sub:
+            wait_for(lambda: established_on(alpha, 1002) > before)
+            a.publish(alpha.node_id, "jobs", "run")
+            event = sub.receive(timeout=10)
+            assert (event.topic, event.payload) == ("jobs", b"run")
+        path = tmp_path / "dataset.bin"
+        path.write_bytes(os.urandom(1 << 20))
+        seen: set[str] = set()
+        deliveries = a.send_file(["bravo", charlie.node_id], path, lambda node, done, total: seen.add(node))
+        assert [(d.target, d.ok, d.bytes) for d in deliveries] == [
+            (bravo.address, True, 1 << 20), (charlie.address, True, 1 << 20)]
+        assert seen == {bravo.address, charlie.address}
+        assert any(f.path == deliveries[0].path for f in b.received(bravo_dir))
+
+    async def main() -> None:
+        async with await connect(str(alpha.daemon.socket)) as a, await connect(str(bravo.daemon.socket)) as b:
+            assert await a.send_message("bravo", "async hello") == "ACK TEXT 11 bytes"
+            before = await asyncio.to_thread(established_on, alpha, 1002)
+            async with await b.subscribe(alpha.address, "*") as sub:
+                await asyncio.to_thread(wait_for, lambda: established_on(alpha, 1002) > before)
+                await a.publish("alpha", "any", b"payload")
+                event = await asyncio.wait_for(sub.receive(), 10)
+                assert (event.topic, event.payload) == ("any", b"payload")
+            (d,) = await a.send_file(bravo.address, path)
+            assert d.ok and d.bytes == 1 << 20
+
+    asyncio.run(main())
+    bravo.ok("inbox", "--clear")
+    bravo.ok("received", "--clear")
+    charlie.ok("received", "--clear")
 
 
 def test_broadcast_is_unavailable(net: list[PilotNode]) -> None:
