@@ -102,6 +102,32 @@ def test_send_file_errors(cli, fake, home) -> None:  # type: ignore[no-untyped-d
     assert cli("send-file", "9").err == "error: usage: pilotctl send-file <address|hostname> <filepath>\n"
 
 
+def test_send_file_reference_limit_and_partial_failure(cli, fake, home) -> None:  # type: ignore[no-untyped-def]
+    big = os.path.join(home, "big.bin")
+    with open(big, "wb") as f:
+        f.truncate((16 << 20) + 1)  # over a reference node's single-frame limit
+    err = json.loads(cli("--json", "send-file", "9", big).err)
+    assert err["code"] == "invalid_argument" and err["message"].startswith("file too large: 16777217 bytes")
+    assert "not a pilotgw node" in err["message"]
+    small = os.path.join(home, "s.txt")
+    with open(small, "wb") as f:
+        f.write(b"abc")
+    r = cli("--json", "send-file", "9", "404", small)  # node 404: the fake's dial times out
+    assert r.status == 1 and r.out == ""
+    err = json.loads(r.err)
+    assert err["code"] == "connection_failed"
+    assert err["message"] == (
+        "send-file: 1 of 2 targets failed: 0:0000.0000.0194: cannot connect to 0:0000.0000.0194 (data exchange port 1001)"
+    )
+    err = json.loads(cli("--json", "send-file", "404", small).err)
+    assert err == {
+        "code": "connection_failed",
+        "hint": "check that 0:0000.0000.0194 is reachable: pilotctl ping 0:0000.0000.0194",
+        "message": "cannot connect to 0:0000.0000.0194 (data exchange port 1001)",
+        "status": "error",
+    }
+
+
 def test_send_message(cli, fake) -> None:  # type: ignore[no-untyped-def]
     data = json.loads(cli("send-message", "9", "--data", '{"a":1}', "--type", "json", "--json").out)["data"]
     assert data == {"ack": "ACK JSON 7 bytes", "bytes": 7, "target": "0:0000.0000.0009", "type": "json"}
