@@ -502,8 +502,12 @@ class Tunnel:
             # A verified PILA through the beacon: the peer's direct path to us
             # failed, so answer along the relay until a direct frame arrives.
             peer.relay = True
-        elif peer.endpoint is None:
-            # First contact: a verified PILA is the only address we have.
+        elif peer.endpoint is None or result is crypto.InstallResult.CHANGED:
+            # First contact: a verified PILA is the only address we have. A
+            # changed key means the peer restarted, likely on a new port (or
+            # NAT mapping): its old endpoint is dead, so follow the new one.
+            if peer.endpoint is not None and peer.endpoint != addr:
+                log.info("peer endpoint moved", node=frame.node, old=_fmt(peer.endpoint), new=_fmt(addr))
             peer.endpoint = addr
         changed = result in (crypto.InstallResult.NEW, crypto.InstallResult.CHANGED)
         if changed:
@@ -512,9 +516,12 @@ class Tunnel:
         elif not via_relay and addr != peer.endpoint and self._source_gate.allow(("pila", addr), now):
             # A PILA from an address we do not use: answer there, do not move.
             self._send_pila(peer, addr=addr)
-        if not via_relay and (peer.relay or peer.relay_trial) and peer.crypto.ready:
-            # The peer reached us directly: probe that path with an encrypted
-            # ping; the authenticated answer arriving directly moves us back.
+        if (not via_relay and peer.crypto.ready and (peer.relay or peer.relay_trial or addr != peer.endpoint)
+                and self._source_gate.allow(("probe", addr), now)):
+            # The peer reached us directly from an address we do not send to
+            # (we are relayed, or it moved or restarted): probe that path with
+            # an encrypted ping. Only its authenticated answer, arriving
+            # directly, moves the endpoint (T-D3(c)); a replayed PILA cannot.
             self._probe_direct(peer, addr)
         self._key_ready(peer)
         for fut in peer.waiters:

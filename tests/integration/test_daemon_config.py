@@ -34,6 +34,7 @@ def test_tls_without_pin_refused(rendezvous, tmp_path):
     assert "requires RegistryFingerprint" in res.stderr
 
 
+@pytest.mark.slow
 def test_unreachable_registry_fails_start(tmp_path):
     class Fake:
         registry = ("127.0.0.1", 1)

@@ -261,6 +261,22 @@ def test_td6_restarted_daemon_is_rekeyed_without_manual_action(rendezvous, start
     assert echo_ok(b2, a)
 
 
+@pytest.mark.slow
+def test_td6_peer_restarted_on_another_port_is_found_again(rendezvous, start_daemon):
+    a = start_daemon(rendezvous, "a")
+    b = start_daemon(rendezvous, "b")
+    assert echo_ok(a, b)
+    old_port = b.tunnel_port
+    b.kill()
+    b2 = start_daemon(rendezvous, "b")  # same identity, new random port
+    assert b2.node_id == b.node_id and b2.tunnel_port != old_port
+    # A's tunnel points at a dead port with a dead key: the stall is noticed,
+    # the registry consulted again, and the new endpoint proven by a PILS.
+    assert echo_ok(a, b2)
+    peers = {p["node_id"]: p for p in a.info()["peer_list"]}
+    assert peers[b.node_id]["endpoint"] == f"127.0.0.1:{b2.tunnel_port}"
+
+
 def test_td13_plaintext_refused_from_keyless_and_keyed_peers(rendezvous, start_daemon):
     a = start_daemon(rendezvous, "a")
     fake = FakeNode(rendezvous)
