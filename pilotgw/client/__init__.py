@@ -2,8 +2,10 @@
 
 ``client = await pilotgw.connect()`` gives an asyncio :class:`Client`
 (streams as ``asyncio.StreamReader`` / writer pairs, listeners, datagrams,
-node and trust management); :class:`SyncClient` is the blocking equivalent
-for scripts. Every failure is a :class:`PilotError` with a ``code``, a
+node and trust management, and the data services: ``send_file`` to one or
+many nodes, ``send_message``, ``subscribe``/``publish``, and ``inbox()`` /
+``received()`` for what the local daemon saved); :class:`SyncClient` is the
+blocking equivalent for scripts. Every failure is a :class:`PilotError` with a ``code``, a
 ``message`` and an optional ``hint``.
 
 The asyncio half is imported on first use so that blocking users (such as
@@ -25,7 +27,7 @@ from pilotgw.client.errors import (
     ProtocolError,
     Timeout,
 )
-from pilotgw.client.sync import SyncClient, SyncConnection, SyncListener
+from pilotgw.client.sync import SyncClient, SyncConnection, SyncListener, SyncSubscription
 from pilotgw.client.wire import Datagram
 
 __all__ = [
@@ -45,11 +47,13 @@ __all__ = [
     "SyncClient",
     "SyncConnection",
     "SyncListener",
+    "SyncSubscription",
+    "Subscription",
     "Timeout",
     "connect",
 ]
 
-_ASYNC = frozenset({"Client", "connect", "Listener", "DatagramStream", "PilotStreamWriter"})
+_ASYNC = frozenset({"Client", "connect", "Listener", "DatagramStream", "PilotStreamWriter", "Subscription"})
 
 
 def __getattr__(name: str) -> Any:
