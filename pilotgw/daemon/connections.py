@@ -7,7 +7,11 @@ and over-limit SYNs with RST, and allocates ephemeral ports from a random
 start. Here we add what needs the daemon:
 
 * the reference's SYN token buckets (global ``-syn-rate-limit``/s, 10/s per
-  source, silently dropping) and a trust-check hook on inbound SYNs;
+  source, silently dropping) and a trust-check hook on inbound SYNs. Peers we
+  trust skip the buckets: their SYNs arrive over an authenticated tunnel, and
+  a gateway opening hundreds of connections to an agent on behalf of curl
+  and browsers must not be paced at 10 per second (the connection limits
+  still apply);
 * an accept queue of 64 per listener for owners that are not taking
   connections (the IPC client's socket is full): beyond it, RST;
 * one :class:`~pilotgw.daemon.timers.TimerHeap` for every connection's next
@@ -139,6 +143,7 @@ class ConnTable:
         max_per_port: int = 1024,
         max_total: int = 4096,
         inbound_check: Optional[Callable[[int, int, str], bool]] = None,
+        is_trusted: Optional[Callable[[int], bool]] = None,
     ) -> None:
         self.loop = loop
         self.transmit = transmit
@@ -149,6 +154,7 @@ class ConnTable:
         self.listeners: dict[int, Listener] = {}
         self.backlog: dict[int, list[Conn]] = {}
         self.inbound_check = inbound_check
+        self.is_trusted = is_trusted
         self.timers: TimerHeap[Conn] = TimerHeap(loop, self._on_timer)
         self._dirty: dict[Conn, None] = {}
         self._flush_handle: Optional[asyncio.Handle] = None
@@ -324,6 +330,8 @@ class ConnTable:
             self.backlog.pop(port, None)
 
     def _syn_allowed(self, src: int, now: float) -> bool:
+        if self.is_trusted is not None and self.is_trusted(src):
+            return True
         if not self._syn_bucket.take(now):
             return False
         bucket = self._src_buckets.get(src)

@@ -78,6 +78,8 @@ class Node:
         #: Trust policy hook (next issue): ``check(src_node, port, kind)`` for
         #: every inbound SYN (kind "stream") and datagram (kind "datagram").
         self.inbound_check: Optional[Callable[[int, int, str], bool]] = None
+        # Set by the trust service: trusted peers skip the SYN rate buckets.
+        self.is_trusted: Optional[Callable[[int], bool]] = None
         #: Handshake IPC commands (next issue): ``await handler(request)`` -> reply.
         self.handshake_handler: Optional[Callable[[Any], Awaitable[ipc.Message]]] = None
         #: Relayed-handshake consumer (next issue): called with each
@@ -166,7 +168,8 @@ class Node:
                                   send_buffer=8 * 1024 * 1024, initial_window=16)
         self.conns = ConnTable(self.loop, self.address, self.transmit, options=opts, large_options=large,
                                syn_rate=cfg.syn_rate, max_per_port=cfg.conns_per_port, max_total=cfg.conns_total,
-                               inbound_check=self._inbound_check)
+                               inbound_check=self._inbound_check,
+                               is_trusted=lambda src: self.is_trusted is not None and self.is_trusted(src))
         if not cfg.no_echo:
             self.add_service(EchoService())
         install_builtins(self)  # trust policy, handshake, data exchange, event stream

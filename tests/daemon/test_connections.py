@@ -36,7 +36,7 @@ class Sink:
         self.on_data(conn)
 
 
-def pair(loop, *, large_a=True, large_b=True, syn_rate=100, wire=None):
+def pair(loop, *, large_a=True, large_b=True, syn_rate=100, wire=None, trusted=None):
     base = StreamOptions()
     large = StreamOptions(mss=65000, recv_buffer=8 << 20)
     tables = {}
@@ -51,7 +51,7 @@ def pair(loop, *, large_a=True, large_b=True, syn_rate=100, wire=None):
 
     tables["a"] = ConnTable(loop, A, link("b"), options=base, large_options=large if large_a else None)
     tables["b"] = ConnTable(loop, B, link("a"), options=base, large_options=large if large_b else None,
-                            syn_rate=syn_rate)
+                            syn_rate=syn_rate, is_trusted=trusted)
     return tables["a"], tables["b"]
 
 
@@ -100,6 +100,20 @@ def test_syn_to_closed_port_gets_rst_and_rate_limit_drops_silently():
     refused, established, drops = asyncio.run(main())
     assert refused == "refused"
     assert established == 3 and drops == 3  # 3 tokens, the rest dropped without RST
+
+
+def test_trusted_peer_skips_the_syn_buckets():
+    async def main(trusted):
+        loop = asyncio.get_running_loop()
+        a, b = pair(loop, syn_rate=3, trusted=trusted)
+        b.listen(7, Sink())
+        for _ in range(20):
+            a.dial(SocketAddr(B, 7), None)
+        await asyncio.sleep(0.1)
+        return len(b.by_id), b.syn_drops
+
+    assert asyncio.run(main(lambda src: src == A.node)) == (20, 0)
+    assert asyncio.run(main(lambda src: False)) == (3, 17)
 
 
 def test_accept_queue_overflow_resets():

@@ -76,6 +76,7 @@ def install(node: "Node", *, home: Path | None = None) -> None:
 
     policy = InboundPolicy(store, is_public=lambda: node.public, local_node=lambda: node.node_id, on_refused=refused)
     node.inbound_check = policy.check
+    node.is_trusted = store.is_trusted
     node.trust_policy = policy  # type: ignore[attr-defined]
 
     handshakes = Handshakes(
