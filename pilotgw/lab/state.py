@@ -21,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,11 @@ def state_path(state_dir: Path, lab_id: str) -> Path:
     return Path(state_dir) / f"{lab_id}.json"
 
 
+def stack_dir(state_dir: Path, lab_id: str) -> Path:
+    """Where the programs run in lab ``lab_id`` keep their files (homes, sockets, logs)."""
+    return Path(state_dir) / lab_id
+
+
 def save(record: LabRecord, state_dir: Path) -> None:
     """Write the record atomically (temp file + rename, 0600)."""
     state_dir = Path(state_dir)
@@ -167,13 +173,15 @@ def new_lab_id(state_dir: Path) -> str:
 
 
 def teardown(record: LabRecord, state_dir: Path) -> list[str]:
-    """Kill the lab's processes, delete its namespaces, then its state file.
+    """Kill the lab's processes, delete its namespaces and the files of what
+    ran in it (:func:`stack_dir`), then its state file.
 
     Idempotent: namespaces already gone are skipped. Returns the namespaces
     that were removed.
     """
     netns.kill_processes(record.namespaces)
     removed = [ns for ns in reversed(record.namespaces) if netns.remove(ns)]
+    shutil.rmtree(stack_dir(state_dir, record.lab_id), ignore_errors=True)
     state_path(state_dir, record.lab_id).unlink(missing_ok=True)
     return removed
 

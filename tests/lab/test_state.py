@@ -139,10 +139,14 @@ def test_teardown_removes_namespaces_then_state(tmp_path: Path, fake_netns: Fake
     rec = record("abc123")
     state.save(rec, tmp_path)
     fake_netns.names.update(rec.namespaces[:3])  # a half-built lab
+    homes = state.stack_dir(tmp_path, "abc123") / "alice" / ".pilot"
+    homes.mkdir(parents=True)
+    (homes / "identity.key").write_text("{}")
     removed = state.teardown(rec, tmp_path)
     assert fake_netns.emptied == rec.namespaces  # every process killed before any removal
     assert sorted(removed) == sorted(rec.namespaces[:3])
     assert not (tmp_path / "abc123.json").exists()
+    assert not state.stack_dir(tmp_path, "abc123").exists()  # daemons' homes, sockets, logs
     assert state.teardown(rec, tmp_path) == []  # idempotent
 
 
