@@ -552,21 +552,37 @@ async def _registry(coro: Awaitable[dict], label: str) -> dict:
 
 
 def _conn_info(conn: Conn) -> ipc.ConnInfo:
+    """One ``conn_list`` entry (§A2.6): sizes in bytes, RTTs in whole ms."""
     s = conn.stream
     state = s.state.name
     if state == "CLOSING":
         state = "FIN_WAIT"
+    st = s.stats()
     return ipc.ConnInfo(
         id=conn.id,
         local_port=conn.local_port,
         remote_addr=format_addr(conn.remote.network, conn.remote.node),
         remote_port=conn.remote_port,
         state=state,
-        bytes_sent=0,
-        recv_win=s._window() * 4096,  # type: ignore[attr-defined]
-        unacked=s.send_buffered,
-        retransmits=s.retransmitted,
-        segs_sent=s.segments_sent,
+        cong_win=st.cong_win,
+        ssthresh=st.ssthresh,
+        in_flight=st.in_flight,
+        srtt_ms=round(st.srtt * 1000),
+        rttvar_ms=round(st.rttvar * 1000),
+        unacked=st.unacked,
+        ooo_buf=st.ooo_buf,
+        peer_recv_win=st.peer_recv_win,
+        recv_win=st.recv_win,
+        in_recovery=st.in_recovery,
+        bytes_sent=st.bytes_sent,
+        bytes_recv=st.bytes_recv,
+        segs_sent=st.segs_sent,
+        segs_recv=st.segs_recv,
+        retransmits=st.retransmits,
+        fast_retx=st.fast_retx,
+        sack_recv=st.sack_recv,
+        sack_sent=st.sack_sent,
+        dup_acks=st.dup_acks,
     )
 
 

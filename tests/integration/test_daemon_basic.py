@@ -69,6 +69,41 @@ def test_echo_over_encrypted_tunnel(pair):
     assert peers[b.node_id]["encrypted"] and peers[b.node_id]["authenticated"]
 
 
+def test_info_conn_list_shows_real_transfer_figures(pair):
+    """Info's conn_list after 300 KB through echo: both ends count every
+    byte, the RTT was measured, windows and congestion figures are real."""
+    _, a, b = pair
+    total = 300_000
+    data = os.urandom(total)
+    with SyncClient(str(a.socket)) as ca:
+        conn = ca.dial(b.node_id, 7, timeout=15)
+        conn.send(data)
+        got = bytearray()
+        while len(got) < total:
+            got += conn.recv(65535, timeout=10)
+        assert bytes(got) == data
+        deadline = time.monotonic() + 5
+        while True:  # the last ACK may still be on its way
+            ours = [c for c in ca.info()["conn_list"] if c["id"] == conn.conn_id]
+            if ours and ours[0]["unacked"] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        (mine,) = ours
+        theirs = [c for c in b.info()["conn_list"] if c["local_port"] == 7 and c["remote_port"] == mine["local_port"]]
+        conn.close()
+    (peer,) = theirs
+    assert mine["in_flight"] == 0 and mine["unacked"] == 0
+    for entry in (mine, peer):
+        assert entry["state"] == "ESTABLISHED"
+        assert entry["bytes_sent"] == entry["bytes_recv"] == total
+        assert entry["segs_sent"] >= 1 and entry["segs_recv"] >= 1
+        assert entry["cong_win"] > 0 and entry["ssthresh"] > 0
+        assert entry["recv_win"] > 0 and entry["recv_win"] % 4096 == 0 and entry["peer_recv_win"] > 0
+        assert isinstance(entry["srtt_ms"], int) and isinstance(entry["rttvar_ms"], int)
+    # Every segment we sent arrived at least once (duplicates count too).
+    assert peer["segs_recv"] >= mine["segs_sent"]
+
+
 def test_datagrams(pair):
     _, a, b = pair
 

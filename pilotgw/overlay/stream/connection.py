@@ -52,6 +52,7 @@ from pilotgw.overlay.stream.reassembly import DROPPED, DUPLICATE, FILLED, IN_ORD
 from pilotgw.overlay.stream.recovery import Scoreboard
 from pilotgw.overlay.stream.rtt import RttEstimator
 from pilotgw.overlay.stream.sendbuffer import SendBuffer
+from pilotgw.overlay.stream.stats import StreamStats
 from pilotgw.overlay.stream.seq import MASK, unwrap
 from pilotgw.overlay.stream.states import CAN_SEND, SENDING, SYNCHRONIZED, TRANSITIONS, State, StreamStateError
 
@@ -81,6 +82,13 @@ class Connection:
         "state",
         "retransmitted",
         "segments_sent",
+        # diagnostics counters (see stats())
+        "_segs_recv",
+        "_fast_retx",
+        "_sack_recv",
+        "_sack_sent",
+        "_dup_acks",
+        "_rcv_base",
         # header fields
         "_src_net",
         "_src_node",
@@ -160,6 +168,12 @@ class Connection:
         self.state = _CLOSED
         self.retransmitted = 0
         self.segments_sent = 0
+        self._segs_recv = 0
+        self._fast_retx = 0
+        self._sack_recv = 0
+        self._sack_sent = 0
+        self._dup_acks = 0
+        self._rcv_base = 1
         self._src_net, self._src_node = local.addr
         self._dst_net, self._dst_node = remote.addr
         self._src_port = local.port
@@ -247,7 +261,7 @@ class Connection:
         conn.state = _ESTABLISHED
         conn._responder = True
         conn._snd_una = conn._snd_nxt = 1
-        conn._rb.nxt = syn.seq + 1
+        conn._rb.nxt = conn._rcv_base = syn.seq + 1
         conn._set_peer_window(syn.window)
         conn._out.append(conn._packet(FLAG_SYN | FLAG_ACK, 0, (syn.seq + 1) & MASK, conn._window(), b""))
         conn._synack_sent_at = now
@@ -322,6 +336,33 @@ class Connection:
             return
         self._out.append(self._packet(FLAG_RST, 0, 0, 0, b""))
         self._set_state(_CLOSED)
+
+    def stats(self) -> StreamStats:
+        """A snapshot of this connection's congestion, RTT, window and
+        counter figures (for the daemon's Info ``conn_list``)."""
+        sb = self._sb
+        rtt = self._rtt
+        return StreamStats(
+            cong_win=self._cc.cwnd,
+            ssthresh=self._cc.ssthresh,
+            in_flight=self._snd_nxt - self._snd_una if self.state != _SYN_SENT else 0,
+            srtt=rtt.srtt,
+            rttvar=rtt.rttvar,
+            unacked=sb.outstanding,
+            ooo_buf=len(self._rb.pieces),
+            peer_recv_win=self._peer_wnd_bytes,
+            recv_win=self._window() * WINDOW_UNIT,
+            in_recovery=self._in_recovery,
+            bytes_sent=self._snd_nxt - 1,
+            bytes_recv=self._rb.nxt - self._rcv_base,
+            segs_sent=self.segments_sent,
+            segs_recv=self._segs_recv,
+            retransmits=self.retransmitted,
+            fast_retx=self._fast_retx,
+            sack_recv=self._sack_recv,
+            sack_sent=self._sack_sent,
+            dup_acks=self._dup_acks,
+        )
 
     def next_event(self) -> Event | None:
         """Pop the oldest pending event, or None."""
@@ -479,10 +520,14 @@ class Connection:
         blocks = None
         if payload and payload[0] == 0x53 and payload[:4] == b"SACK":
             blocks = self._parse_sack(payload, una, nxt)
+            if blocks is not None:
+                self._sack_recv += 1
         if d <= nxt - una:
             # Not an old ACK and not beyond what we sent (T-D17).
             if d or blocks:
                 self._process_ack(una + d, blocks, now)
+            elif not payload and nxt != una:
+                self._dup_acks += 1
             if p.window != self._peer_wnd:
                 self._set_peer_window(p.window)
             if self._synack_sent_at >= 0:
@@ -544,6 +589,7 @@ class Connection:
         self._rearm()
 
     def _after_losses(self, lost: int, now: float) -> None:
+        self._fast_retx += lost
         if lost and not self._in_recovery:
             self._in_recovery = True
             self._recovery_point = self._snd_nxt
@@ -560,6 +606,7 @@ class Connection:
 
     def _on_data(self, seq: int, payload: bytes, now: float) -> None:
         rb = self._rb
+        self._segs_recv += 1
         start = unwrap(seq, rb.nxt)
         if self._peer_fin >= 0 and start + len(payload) > self._peer_fin:
             # Bytes at or beyond the peer's FIN cannot be data.
@@ -797,6 +844,7 @@ class Connection:
                 payload = b""
                 if rb.ranges:
                     payload = sack_codec.encode([(a & MASK, b & MASK) for a, b in rb.sack_blocks()])
+                    self._sack_sent += 1
                 seq = self._snd_nxt & MASK
                 out.append(Packet(PROTO_STREAM, _ACK, src_net, src_node, dst_net, dst_node, sport, dport, seq, rcv_ack, adv, payload))
                 for _ in range(self._dupacks_owed):
