@@ -27,9 +27,8 @@ Large segments (ours): a dialler's SYN carries an 8-byte extension
 ``"PGX1" ‖ u32 max segment``. A reference responder ignores data on a SYN;
 a pilotgw responder accepts with ``min(ours, theirs)`` and echoes the
 extension in its SYN-ACK, and only then does the dialler raise its segment
-size. A reference peer therefore never sees a segment over 4096 bytes. The
-stream module has no public setter for the segment size after dialling, so
-the dialler's upgrade is done here (:func:`_raise_mss`).
+size (:meth:`Connection.raise_segment_size`). A reference peer therefore
+never sees a segment over 4096 bytes.
 """
 
 from __future__ import annotations
@@ -44,7 +43,6 @@ from pilotgw.daemon.timers import TimerHeap
 from pilotgw.overlay.address import Addr, SocketAddr
 from pilotgw.overlay.packet import FLAG_ACK, FLAG_SYN, Packet
 from pilotgw.overlay.stream import events as ev
-from pilotgw.overlay.stream.congestion import new_controller
 from pilotgw.overlay.stream.connection import Connection
 from pilotgw.overlay.stream.demux import StreamTable
 from pilotgw.overlay.stream.options import REFERENCE_MSS, StreamOptions
@@ -369,7 +367,7 @@ class ConnTable:
         mss = self._syn_ext(p)
         if mss:
             conn.ext = mss
-            _raise_mss(conn.stream, mss)
+            conn.stream.raise_segment_size(mss)
         else:
             conn.ext = 0
 
@@ -488,18 +486,6 @@ class StreamDialError(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
-
-
-def _raise_mss(stream: Connection, mss: int) -> None:
-    """Switch a dialled connection to the negotiated large segment size.
-
-    Adapter for a hook the stream module lacks: the segment size and the
-    controller's initial window are fixed at construction, and the dialler
-    learns the peer's consent only from the SYN-ACK.
-    """
-    opts = stream.options
-    stream._mss = mss  # type: ignore[attr-defined]
-    stream._cc = new_controller(opts.congestion, mss, opts.initial_window * mss)  # type: ignore[attr-defined]
 
 
 __all__ = ["Conn", "ConnTable", "StreamDialError", "StreamStateError", "Owner", "Listener"]

@@ -35,7 +35,7 @@ from collections import deque
 
 from pilotgw.overlay import sack as sack_codec
 from pilotgw.overlay.address import SocketAddr
-from pilotgw.overlay.packet import FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, PROTO_STREAM, Packet
+from pilotgw.overlay.packet import FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, MAX_PAYLOAD, PROTO_STREAM, Packet
 from pilotgw.overlay.stream.congestion import new_controller
 from pilotgw.overlay.stream.events import (
     Closed,
@@ -286,6 +286,29 @@ class Connection:
         self._sendbuf.write(data)
         if self._sendbuf.size + self._snd_nxt - self._snd_una >= self.options.send_buffer:
             self._send_paused = True
+
+    def raise_segment_size(self, mss: int) -> None:
+        """Send segments of up to ``mss`` bytes from now on.
+
+        For an owner that negotiates larger segments than the wire contract's
+        4096 with a peer it knows accepts them (the daemon's SYN extension): the
+        dialler learns the peer's consent only from the SYN-ACK, after this
+        connection was built with the reference size. Allowed only before any
+        data segment was sent, so every segment on the wire keeps one size
+        policy and retransmissions stay identical; the congestion window is
+        re-based to ``initial_window`` segments of the new size.
+
+        Raises :class:`ValueError` for a size below the current one or above
+        what a packet can carry, :class:`StreamStateError` once data was sent
+        or the connection is over."""
+        if not self._mss <= mss <= MAX_PAYLOAD:
+            raise ValueError(f"segment size must be {self._mss}..{MAX_PAYLOAD}, not {mss}")
+        if self.segments_sent or self.state not in (_SYN_SENT, _ESTABLISHED):
+            raise StreamStateError(f"segment size can change only before data is sent, not in {self.state.name}"
+                                   f" after {self.segments_sent} segments")
+        opts = self.options
+        self._mss = mss
+        self._cc = new_controller(opts.congestion, mss, opts.initial_window * mss)
 
     @property
     def send_buffered(self) -> int:

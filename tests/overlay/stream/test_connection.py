@@ -65,6 +65,33 @@ def test_synack_whose_ack_is_not_1_is_reset_and_the_dial_goes_on():
     assert c.state is State.ESTABLISHED
 
 
+def test_raised_segment_size_applies_to_data_and_the_initial_window():
+    c = Connection.dial(A, B, 0.0)
+    c.raise_segment_size(16384)  # e.g. the SYN-ACK confirmed an extension
+    c.packets_to_send(0.0)
+    s = Connection.accept(B, A, pkt(SYN, src=A, dst=B), 0.0, StreamOptions(recv_buffer=1 << 20))
+    w = Wire(c, s)
+    w.pump(0.0)
+    c.send(bytes(100_000))
+    w.pump(0.01)
+    sizes = [len(p.payload) for p in w.sent[0] if p.payload]
+    assert max(sizes) == 16384 and sizes[:6] == [16384] * 6
+    assert c.stats().cong_win >= 10 * 16384
+    assert len(s.read()) == 100_000
+
+
+def test_segment_size_cannot_shrink_exceed_a_packet_or_change_after_data():
+    c, s = handshake(copts=StreamOptions(no_delay=True))
+    with pytest.raises(ValueError):
+        c.raise_segment_size(1000)
+    with pytest.raises(ValueError):
+        c.raise_segment_size(70000)
+    c.send(b"x")
+    c.packets_to_send(0.01)
+    with pytest.raises(StreamStateError):
+        c.raise_segment_size(8192)
+
+
 def test_syn_is_retransmitted_identically_on_the_reference_schedule_then_dial_times_out():
     c = Connection.dial(A, B, 0.0)
     sent = [(0.0, c.packets_to_send(0.0))]
