@@ -47,13 +47,17 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def _start_ticks(pid: int) -> int | None:
-    """Process start time in clock ticks since boot, or ``None`` if no such process."""
+    """Process start time in clock ticks since boot, or ``None`` if no such
+    process -- or only its zombie: a killed gateway whose parent never reaps
+    it (an orphan in a container without an init) holds nothing any more."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except OSError:
         return None
     # Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
     return int(fields[19])
 
 

@@ -121,14 +121,12 @@ def test_exposed_service_is_reachable_and_persisted(node, http_server, start_dae
         m.setenv("HOME", str(agent.home))
         again = start_daemon(rendezvous, "agent2", "-identity", str(agent.identity), public=True)
     again.home, again.identity = agent.home, agent.identity
-    # A fresh peer: re-reaching a restarted node from an old session is the daemon's business.
-    newcomer = node("newcomer")
-    assert run(http_get(newcomer, again.node_id, 80)).endswith(PAGE)
+    assert run(http_get(peer, again.node_id, 80)).endswith(PAGE)
 
     text = pilotctl(again, "gateway", "unexpose", "80")
     assert text.returncode == 0 and text.stdout == f"unexposed pilot port 80 (was {target})\n"
     with pytest.raises(Exception):
-        run(http_get(newcomer, again.node_id, 80), timeout=20)
+        run(http_get(peer, again.node_id, 80), timeout=20)
     assert json.loads((agent.identity.parent / "expose.json").read_text())["exposed"] == []
 
 
@@ -153,12 +151,11 @@ def test_expose_obeys_trust_and_reports_errors(node, http_server):
 
 def test_unreachable_target_resets_the_stream(node):
     agent, peer = node("agent"), node("peer")
-    with socket.socket() as s:  # a port nobody listens on
+    with socket.socket() as s:  # bound, never listening: connections are refused
         s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
-    run(call(agent, "expose", 81, f"127.0.0.1:{dead}"))
-    start = time.monotonic()
-    assert run(http_get(peer, agent.node_id, 81)) == b""
-    assert time.monotonic() - start < 5
+        run(call(agent, "expose", 81, f"127.0.0.1:{s.getsockname()[1]}"))
+        start = time.monotonic()
+        assert run(http_get(peer, agent.node_id, 81)) == b""
+        assert time.monotonic() - start < 5
     entry = run(call(agent, "exposed"))[0]
     assert entry["errors"] == 1 and entry["connections"] == 1
