@@ -54,13 +54,14 @@ def error_reply(exc: BaseException) -> dict[str, Any]:
     """The reply line for a failed request: errors that carry a ``code``
     (mapping, kernel, client and control errors all do) keep it."""
     code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None)
     reply: dict[str, Any] = {
         "ok": False,
         "code": code if isinstance(code, str) and code else "internal",
-        "message": getattr(exc, "message", None) or str(exc) or type(exc).__name__,
+        "message": message if isinstance(message, str) and message else str(exc) or type(exc).__name__,
     }
     hint = getattr(exc, "hint", None)
-    if hint:
+    if isinstance(hint, str) and hint:
         reply["hint"] = hint
     return reply
 

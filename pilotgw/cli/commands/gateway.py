@@ -270,7 +270,7 @@ def _daemon_call(label: str, call: Any) -> Any:
             raise PilotError(f"{label}: the daemon does not support expose (not a pilotgw daemon?)", "unavailable") from None
         else:
             code = "connection_failed"
-        raise PilotError(f"{label}: {text}", code) from None
+        raise PilotError(f"{label}: {text.removeprefix('expose: ')}", code) from None
 
 
 def _expose(ctx: Ctx, args: list[str]) -> None:
