@@ -79,7 +79,11 @@ async def _direct(socket_path: str, node_id: int) -> tuple[float, int]:
 
 
 def direct_rate(gl: GatewayLab) -> tuple[float, int]:
-    return asyncio.run(_direct(str(gl.home(GATEWAY) / "pilot.sock"), gl.node_ids[AGENT]))
+    """On uvloop, like the gateway, so the comparison is of the paths, not the loops."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_direct(str(gl.home(GATEWAY) / "pilot.sock"), gl.node_ids[AGENT]))
 
 
 def parallel(gl: GatewayLab, n: int, digest: str, out: Path) -> dict[str, Any]:
