@@ -14,9 +14,11 @@ and is demultiplexed (tunnel-and-transport.md §1.2):
   direct one takes it out (non-sticky relay, T-D14);
 * ``PILA`` is verified against a *copy* of the registry's key, looked up
   asynchronously -- the frame waits in a small bounded queue, the receive
-  path never blocks (T-D1, T-D12). We reply with our ``PILA`` only when the
-  peer is new or its key changed (§1.6), or when it came from an address we
-  do not use for the peer (answered there; the endpoint does not move);
+  path never blocks (T-D1, T-D12). We reply with our ``PILA`` when the peer
+  is new or its key changed (§1.6); when the same key comes again along the
+  path we use (the peer still has no key for us: our answer was lost or it
+  dropped its state; rate-limited); or when it came from an address we do
+  not use for the peer (answered there; the endpoint does not move);
 * ``PILK`` is never accepted (T-D19): answered with our ``PILA``;
 * ``PILT`` is dropped from peers with key state; from others only accepted
   when configured (T-D13), else answered with our ``PILA``;
@@ -62,6 +64,9 @@ DIRECT_RETRY_INTERVAL = 30.0
 PROBE_PORT = 65535  # source port of our direct-path probe pings (never 0, T-D17)
 STALL_AFTER = 6.0
 HEAL_INTERVAL = 2.0
+ANSWER_INTERVAL = 0.5
+REANSWER_AFTER = 5.0
+KEYED_QUIET = 1.0
 
 _U32X2 = struct.Struct(">II")
 _RELAY_HEAD = b"\x05"
@@ -77,7 +82,7 @@ class Peer:
 
     __slots__ = ("node", "crypto", "endpoint", "relay", "relay_trial", "pending", "kx_handle",
                  "kx_attempt", "last_rx", "last_tx", "authenticated", "connecting", "resolved",
-                 "last_direct_try", "waiters")
+                 "last_direct_try", "waiters", "answered_at")
 
     def __init__(self, node: int, crypto_state: crypto.PeerCrypto) -> None:
         self.node = node
@@ -95,6 +100,7 @@ class Peer:
         self.resolved: Optional[Addr] = None
         self.last_direct_try = 0.0
         self.waiters: list[asyncio.Future[None]] = []
+        self.answered_at = float("-inf")  # our last answer to a repeated (same-key) PILA
 
     @property
     def via_relay(self) -> bool:
@@ -144,6 +150,7 @@ class Tunnel:
         self.loop = asyncio.get_event_loop()
         self._pila_frame: Optional[bytes] = None
         self._heal_gate = Gate(HEAL_INTERVAL)
+        self._answer_gate = Gate(ANSWER_INTERVAL)
         self._source_gate = Gate(HEAL_INTERVAL / 2)
         self._refresh_gate = Gate(10.0)
         self._punch_gate = Gate(1.0)
@@ -251,25 +258,6 @@ class Tunnel:
         if peer.kx_handle is None and (peer.connecting is None or peer.connecting.done()):
             # Nothing under way (first packet, or an earlier exchange gave up).
             self.start_connect(peer)
-
-    def drop(self, node: int) -> bool:
-        """Forget ``node``'s tunnel: key, endpoint, relay state, queued packets
-        and the registry's cached endpoint.
-
-        For the trust service (a revoked or rejected peer): the next packet to
-        or from that node starts over with a registry lookup and a fresh key
-        exchange, so nothing keyed under the old trust survives. Returns
-        whether there was a tunnel to drop."""
-        peer = self.peers.pop(node, None)
-        self.registry.forget_endpoint(node)
-        if peer is None:
-            return False
-        if peer.kx_handle is not None:
-            peer.kx_handle.cancel()
-        if peer.connecting is not None:
-            peer.connecting.cancel()
-        log.info("tunnel dropped", node=node)
-        return True
 
     def start_connect(self, peer: Peer) -> asyncio.Task:
         if peer.connecting is None or peer.connecting.done():
@@ -531,6 +519,21 @@ class Tunnel:
         changed = result in (crypto.InstallResult.NEW, crypto.InstallResult.CHANGED)
         if changed:
             log.info("peer keyed", node=frame.node, result=result.value, relay=via_relay, addr=_fmt(addr))
+            self._answer_gate.allow(frame.node, now)  # a second copy sent with this one needs no answer
+            self._send_pila(peer, relay=True) if via_relay else self._send_pila(peer, addr=addr)
+        elif ((via_relay or addr == peer.endpoint) and now - peer.last_rx >= KEYED_QUIET
+              and (peer.last_rx > peer.answered_at or now - peer.answered_at >= REANSWER_AFTER)
+              and self._answer_gate.allow(frame.node, now)):
+            # The same key again, along the path we use, from a peer that is
+            # not sending us PILS: it holds no key for us (our answer was lost,
+            # or it dropped its tunnel state), so answer. Not while its PILS
+            # still arrive (it has the key; this is its reply to a PILA of ours,
+            # and every PILA resets a reference peer's nonce state, T-D5), not
+            # for a copy sent with the first (a reference peer's paired PILAs,
+            # §2.6), and once per round of authenticated traffic (or 5 s): two
+            # peers that both see the other's answer as a repeat must not
+            # ping-pong.
+            peer.answered_at = now
             self._send_pila(peer, relay=True) if via_relay else self._send_pila(peer, addr=addr)
         elif not via_relay and addr != peer.endpoint and self._source_gate.allow(("pila", addr), now):
             # A PILA from an address we do not use: answer there, do not move.

@@ -1,0 +1,165 @@
+"""The tunnel layer in one process: two or more :class:`Tunnel` objects joined
+by an in-memory datagram network and a registry stub, so key exchange, path
+choice and recovery are observable without sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Optional
+
+import pytest
+
+from pilotgw.daemon.peers import Tunnel, parse_hostport
+from pilotgw.daemon.registry_client import RegistryError
+from pilotgw.overlay import identity
+from pilotgw.overlay import packet as pkt
+
+Addr = tuple[str, int]
+
+
+class Net:
+    """Delivers datagrams between endpoints after ``delay`` seconds (next
+    loop iteration by default); ``drop(src, dst, data)`` returning true
+    loses one."""
+
+    def __init__(self, delay: float = 0.0, drop: Optional[Callable[[Addr, Addr, bytes], bool]] = None) -> None:
+        self.bound: dict[Addr, Callable[[bytes, Addr], None]] = {}
+        self.sent: list[tuple[float, Addr, Addr, bytes]] = []
+        self.delay = delay
+        self.drop = drop
+
+    def transport(self, addr: Addr) -> "Transport":
+        return Transport(self, addr)
+
+    def deliver(self, src: Addr, dst: Addr, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        self.sent.append((loop.time(), src, dst, data))
+        handler = self.bound.get(dst)
+        if handler is None or (self.drop is not None and self.drop(src, dst, data)):
+            return
+        if self.delay:
+            loop.call_later(self.delay, handler, data, src)
+        else:
+            loop.call_soon(handler, data, src)
+
+    def pilas(self, since: float = 0.0) -> list[tuple[Addr, Addr]]:
+        return [(src, dst) for t, src, dst, data in self.sent if t >= since and data[:4] == b"PILA"]
+
+
+class Transport:
+    def __init__(self, net: Net, addr: Addr) -> None:
+        self.net = net
+        self.addr = addr
+
+    def sendto(self, data: bytes, addr: Addr) -> None:
+        self.net.deliver(self.addr, addr, bytes(data))
+
+
+class Registry:
+    """The part of RegistryClient the tunnel uses, answering from a dict."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, bytes] = {}
+        self.endpoints: dict[int, str] = {}
+        self.resolves: list[int] = []
+        self.lookups: list[int] = []
+        self.forgotten: list[int] = []
+
+    def cached_key(self, node: int) -> Optional[bytes]:
+        return None
+
+    async def lookup_key(self, node: int, *, refresh: bool = False) -> bytes:
+        self.lookups.append(node)
+        try:
+            return self.keys[node]
+        except KeyError:
+            raise RegistryError(f"node {node} not found", "not_found") from None
+
+    async def resolve(self, node: int, me: int, signer) -> str:
+        self.resolves.append(node)
+        try:
+            return self.endpoints[node]
+        except KeyError:
+            raise RegistryError(f"node {node} not found", "not_found") from None
+
+    def forget_endpoint(self, node: int) -> None:
+        self.forgotten.append(node)
+
+
+class Node:
+    """A tunnel bound at ``addr`` on ``net``, registered in ``registry``."""
+
+    def __init__(self, net: Net, registry: Registry, node_id: int, port: int, ident=None) -> None:
+        self.ident = ident or identity.generate()
+        self.node_id = node_id
+        self.addr: Addr = ("127.0.0.1", port)
+        self.received: list[pkt.Packet] = []
+        self.tunnel = Tunnel(identity=self.ident, registry=registry, beacon=None,
+                             on_packet=lambda p, src: self.received.append(p))
+        self.tunnel.transport = net.transport(self.addr)  # type: ignore[assignment]
+        self.tunnel.set_node_id(node_id)
+        net.bound[self.addr] = self.tunnel.datagram_received
+        registry.keys[node_id] = self.ident.public_key
+        registry.endpoints[node_id] = f"127.0.0.1:{port}"
+
+    def ping(self, dst: int, seq: int = 1) -> None:
+        p = pkt.Packet(pkt.PROTO_CONTROL, 0, 0, self.node_id, 0, dst, 4321, 0, seq)
+        self.tunnel.send_packet(dst, p.encode())
+
+
+async def until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.005)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def test_a_lost_pila_answer_is_made_good_when_the_peer_repeats_its_pila():
+    async def main():
+        lost = []
+
+        def drop(src, dst, data):
+            if src == a.addr and data[:4] == b"PILA" and not lost:
+                lost.append(data)
+                return True
+            return False
+
+        net, registry = Net(drop=drop), Registry()
+        a = Node(net, registry, 10, 4001)
+        b = Node(net, registry, 20, 4002)
+        b.ping(10)  # B's PILA reaches A; A's answer is lost; B retries at 1 s
+        await until(lambda: len(a.received) == 1, timeout=2.5)
+        assert lost and a.tunnel.peers[20].crypto.ready and b.tunnel.peers[10].crypto.ready
+        a.tunnel.close()
+        b.tunnel.close()
+
+    run(main())
+
+
+def test_repeated_pila_answers_do_not_ping_pong_on_a_slow_path():
+    async def main():
+        net, registry = Net(delay=0.3), Registry()  # RTT 0.6 s: above the per-node answer gate
+        a = Node(net, registry, 10, 4001)
+        b = Node(net, registry, 20, 4002)
+        a.ping(20)
+        await until(lambda: len(b.received) == 1)
+        await asyncio.sleep(2.5)
+        now = asyncio.get_running_loop().time()
+        assert net.pilas(since=now - 1.5) == []
+        assert len(net.pilas()) <= 6
+        a.tunnel.close()
+        b.tunnel.close()
+
+    run(main())
+
+
+def test_parse_hostport_handles_ipv6_brackets():
+    assert parse_hostport("[::1]:9000") == ("::1", 9000)
+    assert parse_hostport("10.0.0.1:4000") == ("10.0.0.1", 4000)
+    with pytest.raises(ValueError):
+        parse_hostport("nohost")
