@@ -259,6 +259,25 @@ class Tunnel:
             # Nothing under way (first packet, or an earlier exchange gave up).
             self.start_connect(peer)
 
+    def drop(self, node: int) -> bool:
+        """Forget ``node``'s tunnel: key, endpoint, relay state, queued packets
+        and the registry's cached endpoint.
+
+        For the trust service (a revoked or rejected peer): the next packet to
+        or from that node starts over with a registry lookup and a fresh key
+        exchange, so nothing keyed under the old trust survives. Returns
+        whether there was a tunnel to drop."""
+        peer = self.peers.pop(node, None)
+        self.registry.forget_endpoint(node)
+        if peer is None:
+            return False
+        if peer.kx_handle is not None:
+            peer.kx_handle.cancel()
+        if peer.connecting is not None:
+            peer.connecting.cancel()
+        log.info("tunnel dropped", node=node)
+        return True
+
     def start_connect(self, peer: Peer) -> asyncio.Task:
         if peer.connecting is None or peer.connecting.done():
             peer.connecting = self._spawn(self._connect(peer))

@@ -119,6 +119,45 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
+def test_drop_forgets_the_peer_and_the_next_packet_keys_afresh():
+    async def main():
+        net, registry = Net(), Registry()
+        a = Node(net, registry, 10, 4001)
+        b = Node(net, registry, 20, 4002)
+        a.ping(20, seq=1)
+        await until(lambda: len(b.received) == 1)
+        old_key = a.tunnel.peers[20].crypto
+        assert registry.resolves == [20]
+        assert a.tunnel.drop(20) is True
+        assert 20 not in a.tunnel.peers and registry.forgotten[-1] == 20
+        assert a.tunnel.drop(20) is False  # idempotent
+        a.ping(20, seq=2)  # B still holds the key: it answers A's PILA once A's PILS stop
+        await until(lambda: len(b.received) == 2, timeout=5.0)
+        assert registry.resolves == [20, 20]  # looked up again
+        assert a.tunnel.peers[20].crypto is not old_key
+        assert [p.seq for p in b.received] == [1, 2]
+        a.tunnel.close()
+        b.tunnel.close()
+
+    run(main())
+
+
+def test_drop_cancels_a_key_exchange_under_way():
+    async def main():
+        net, registry = Net(), Registry()
+        a = Node(net, registry, 10, 4001)
+        registry.endpoints[30] = "127.0.0.1:4999"  # nobody there
+        registry.keys[30] = identity.generate().public_key
+        a.ping(30)
+        await until(lambda: a.tunnel.peers[30].kx_handle is not None)
+        handle = a.tunnel.peers[30].kx_handle
+        a.tunnel.drop(30)
+        assert handle.cancelled() and 30 not in a.tunnel.peers
+        a.tunnel.close()
+
+    run(main())
+
+
 def test_a_lost_pila_answer_is_made_good_when_the_peer_repeats_its_pila():
     async def main():
         lost = []

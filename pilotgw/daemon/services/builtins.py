@@ -60,15 +60,8 @@ def install(node: "Node", *, home: Path | None = None) -> None:
         return stream, stream
 
     def drop_tunnel(peer: int) -> None:
-        tunnel = node.tunnel
-        if tunnel is None:
-            return
-        state = tunnel.peers.pop(peer, None)
-        if state is not None:
-            for handle in (state.kx_handle, state.connecting):
-                if handle is not None:
-                    handle.cancel()
-        node.registry.forget_endpoint(peer)  # type: ignore[union-attr]
+        if node.tunnel is not None:
+            node.tunnel.drop(peer)
 
     def refused(src: int, port: int, kind: str) -> None:
         if node.webhooks is not None:
