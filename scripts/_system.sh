@@ -1,5 +1,6 @@
 # Sourced by the scripts in this folder: installs the Debian packages the
-# tests and the demo drive from the outside (nft, conntrack, tc/ip, curl, jq).
+# tests and the demo drive from the outside (nft, conntrack, tc/ip, curl, jq,
+# ping, and headless Chromium for the gateway's browser test).
 # Only as root and only what is missing; without root the root-only tests
 # skip with a reason instead.
 need=()
@@ -10,6 +11,9 @@ command -v tc >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v ps >/dev/null 2>&1 || need+=(procps)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 for extra in ${PILOTGW_EXTRA_PACKAGES:-}; do
     command -v "$extra" >/dev/null 2>&1 || need+=("$extra")
 done
