@@ -83,7 +83,7 @@ class Conn:
 
     __slots__ = ("id", "stream", "table", "local_port", "remote", "remote_port", "owner", "push_enabled",
                  "close_pushed", "local_closed", "eof", "error", "dial_future", "ext", "writer_waiting",
-                 "__weakref__")
+                 "syns", "__weakref__")
 
     def __init__(self, stream: Connection, table: "ConnTable") -> None:
         self.id: int = stream.conn_id  # type: ignore[assignment]
@@ -101,6 +101,7 @@ class Conn:
         self.dial_future: Optional[asyncio.Future[Conn]] = None
         self.ext = 0  # negotiated large segment size (0: none)
         self.writer_waiting: Any = None
+        self.syns = 0  # SYNs sent by this dialler
 
     def read(self, max_bytes: int) -> bytes:
         """Take up to ``max_bytes`` received bytes (frees window)."""
@@ -142,6 +143,7 @@ class ConnTable:
         max_total: int = 4096,
         inbound_check: Optional[Callable[[int, int, str], bool]] = None,
         is_trusted: Optional[Callable[[int], bool]] = None,
+        on_dial_retry: Optional[Callable[[int], None]] = None,
     ) -> None:
         self.loop = loop
         self.transmit = transmit
@@ -153,6 +155,9 @@ class ConnTable:
         self.backlog: dict[int, list[Conn]] = {}
         self.inbound_check = inbound_check
         self.is_trusted = is_trusted
+        #: Called with the remote node when a dial's SYN goes out again (no
+        #: SYN-ACK within the SYN timeout): the tunnel may be stale.
+        self.on_dial_retry = on_dial_retry
         self.timers: TimerHeap[Conn] = TimerHeap(loop, self._on_timer)
         self._dirty: dict[Conn, None] = {}
         self._flush_handle: Optional[asyncio.Handle] = None
@@ -396,6 +401,10 @@ class ConnTable:
         self._pump(conn, now)
 
     def _out(self, conn: Conn, p: Packet) -> None:
+        if p.flags == FLAG_SYN:
+            conn.syns += 1
+            if conn.syns == 2 and self.on_dial_retry is not None:
+                self.on_dial_retry(conn.remote.node)
         if p.flags & FLAG_SYN and conn.ext:
             # Offer (SYN) or confirm (SYN-ACK) large segments; a reference peer
             # never gets here with ext set, it never offered.

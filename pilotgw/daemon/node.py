@@ -169,7 +169,8 @@ class Node:
         self.conns = ConnTable(self.loop, self.address, self.transmit, options=opts, large_options=large,
                                syn_rate=cfg.syn_rate, max_per_port=cfg.conns_per_port, max_total=cfg.conns_total,
                                inbound_check=self._inbound_check,
-                               is_trusted=lambda src: self.is_trusted is not None and self.is_trusted(src))
+                               is_trusted=lambda src: self.is_trusted is not None and self.is_trusted(src),
+                               on_dial_retry=self.tunnel.suspect)
         if not cfg.no_echo:
             self.add_service(EchoService())
         install_builtins(self)  # trust policy, handshake, data exchange, event stream

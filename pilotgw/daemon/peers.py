@@ -26,8 +26,12 @@ and is demultiplexed (tunnel-and-transport.md §1.2):
 
 Self-healing (T-D6): a ``PILS`` from a node we hold no key for, or repeated
 GCM failures, make us send our ``PILA`` to that node, rate-limited per node
-and per source. Sending never produces plaintext copies: until the key is
-ready, packets wait in a bounded per-peer queue and leave as ``PILS``.
+and per source. A keyed peer that goes silent -- a dial's SYN unanswered
+after its first timeout (:meth:`Tunnel.suspect`), or the stall sweep -- gets
+our ``PILA`` on its current path and at the endpoint the registry now
+resolves, so a peer restarted on another port is re-keyed within about a
+second. Sending never produces plaintext copies: until the key is ready,
+packets wait in a bounded per-peer queue and leave as ``PILS``.
 
 Path selection: a new peer is resolved through the registry, a PunchRequest
 goes to the beacon, and ``PILA`` is sent at 0, 1 and 3 s; if nothing has
@@ -67,6 +71,7 @@ HEAL_INTERVAL = 2.0
 ANSWER_INTERVAL = 0.5
 REANSWER_AFTER = 5.0
 KEYED_QUIET = 1.0
+SUSPECT_QUIET = 0.9
 
 _U32X2 = struct.Struct(">II")
 _RELAY_HEAD = b"\x05"
@@ -697,11 +702,29 @@ class Tunnel:
                 self.registry.forget_endpoint(peer.node)
                 self._spawn(self._refresh_resolved(peer, send_pila=True, force=True))
             if peer.crypto.ready and peer.last_tx - peer.last_rx > STALL_AFTER and now - peer.last_tx < STALL_AFTER:
-                if self._heal_gate.allow(("stall", peer.node), now):
-                    log.info("peer silent, re-keying", node=peer.node)
-                    self._send_pila(peer)
-                    self.registry.forget_endpoint(peer.node)
-                    self._spawn(self._refresh_resolved(peer, send_pila=True))
+                self._rekey_silent(peer, now, "peer silent, re-keying")
+
+    def suspect(self, node: int) -> None:
+        """A dial to ``node`` got no SYN-ACK within its first timeout. If the
+        tunnel is keyed and nothing arrived from the peer in that time, the
+        peer may have restarted elsewhere (T-D6 2.): re-key now rather than
+        at the stall sweep, seconds later. Only PILAs are sent (to the
+        current endpoint and to the registry's, if it differs); the endpoint
+        moves on the peer's verified answer."""
+        peer = self.peers.get(node)
+        if peer is None or not peer.crypto.ready or peer.relay:
+            return  # a key exchange (or the relay path) is in charge
+        now = self.loop.time()
+        if now - peer.last_rx > SUSPECT_QUIET:
+            self._rekey_silent(peer, now, "dial unanswered, re-keying")
+
+    def _rekey_silent(self, peer: Peer, now: float, why: str) -> None:
+        if not self._heal_gate.allow(("stall", peer.node), now):
+            return
+        log.info(why, node=peer.node)
+        self._send_pila(peer)
+        self.registry.forget_endpoint(peer.node)
+        self._spawn(self._refresh_resolved(peer, send_pila=True))
 
     async def _refresh_resolved(self, peer: Peer, send_pila: bool = False, force: bool = False) -> None:
         try:

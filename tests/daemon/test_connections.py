@@ -133,3 +133,33 @@ def test_accept_queue_overflow_resets():
     queued, accepted, errors = asyncio.run(main())
     assert queued == ACCEPT_QUEUE and accepted == ACCEPT_QUEUE
     assert sum(1 for e in errors if e == "reset") == 5
+
+
+def test_dial_retry_hook_fires_once_when_the_first_syn_goes_unanswered():
+    async def main():
+        loop = asyncio.get_running_loop()
+        retries = []
+        table = ConnTable(loop, A, lambda p: None, options=StreamOptions(syn_rto=0.05),
+                          on_dial_retry=retries.append)
+        conn = table.dial(SocketAddr(B, 1000), None)
+        await asyncio.sleep(0.02)
+        assert retries == []  # only the first SYN so far
+        await asyncio.sleep(0.4)  # SYNs at 0, 0.05, 0.15, 0.35
+        assert conn.syns >= 3 and retries == [B.node]
+        table.abort(conn)
+
+    asyncio.run(main())
+
+
+def test_answered_dial_never_calls_the_retry_hook():
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = pair(loop)
+        retries = []
+        a.on_dial_retry = retries.append
+        b.listen(1000, Sink())
+        conn = a.dial(SocketAddr(B, 1000), None)
+        await asyncio.wait_for(conn.dial_future, 5)
+        return retries, conn.syns
+
+    assert asyncio.run(main()) == ([], 1)

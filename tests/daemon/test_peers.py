@@ -202,3 +202,46 @@ def test_parse_hostport_handles_ipv6_brackets():
     assert parse_hostport("10.0.0.1:4000") == ("10.0.0.1", 4000)
     with pytest.raises(ValueError):
         parse_hostport("nohost")
+
+
+def test_unanswered_dial_rekeys_a_peer_restarted_on_another_port_at_once():
+    async def main():
+        net, registry = Net(), Registry()
+        a = Node(net, registry, 10, 4001)
+        b = Node(net, registry, 20, 4002)
+        a.ping(20, seq=1)
+        await until(lambda: len(b.received) == 1)
+        await asyncio.sleep(1.0)  # quiet: nothing from B since
+        # B restarts on another port: same identity, new X25519 key, no state.
+        b.tunnel.close()
+        del net.bound[b.addr]
+        b2 = Node(net, registry, 20, 4003, ident=b.ident)
+        a.ping(20, seq=2)  # to the dead endpoint, under the dead key
+        t0 = asyncio.get_running_loop().time()
+        a.tunnel.suspect(20)  # the dial's SYN went unanswered
+        await until(lambda: a.tunnel.peers[20].endpoint == b2.addr)
+        a.ping(20, seq=3)
+        await until(lambda: [p.seq for p in b2.received] == [3])
+        assert asyncio.get_running_loop().time() - t0 < 0.5
+        a.tunnel.close()
+        b2.tunnel.close()
+
+    run(main())
+
+
+def test_suspect_leaves_a_peer_that_is_talking_alone():
+    async def main():
+        net, registry = Net(), Registry()
+        a = Node(net, registry, 10, 4001)
+        b = Node(net, registry, 20, 4002)
+        b.ping(10)
+        await until(lambda: len(a.received) == 1 and 20 in a.tunnel.peers and a.tunnel.peers[20].last_rx > 0)
+        before = len(net.pilas())
+        resolves = len(registry.resolves)
+        a.tunnel.suspect(20)  # B was heard from just now
+        await asyncio.sleep(0.05)
+        assert len(net.pilas()) == before and len(registry.resolves) == resolves
+        a.tunnel.close()
+        b.tunnel.close()
+
+    run(main())
