@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ def parse_duration(text: str | int | float) -> float:
             if pos != len(body) or not body:
                 raise ConfigError(f"invalid duration {text!r}") from None
             value = sign * total
+    if not math.isfinite(value):  # float() takes "nan" and "inf"; Go's parser does not
+        raise ConfigError(f"invalid duration {text!r}")
     if value < 0:
         raise ConfigError(f"invalid duration {text!r}: negative")
     return value

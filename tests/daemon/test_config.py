@@ -20,7 +20,7 @@ def test_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "s", "10x", "-5s", "1s2", True])
+@pytest.mark.parametrize("text", ["", "s", "10x", "-5s", "1s2", True, "nan", "inf", "-inf", float("nan")])
 def test_bad_durations(text):
     with pytest.raises(ConfigError):
         parse_duration(text)
