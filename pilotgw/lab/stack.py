@@ -230,6 +230,10 @@ class Stack:
     def beacon(self) -> str:
         return self.record.beacon
 
+    def agents_by_address(self) -> dict[str, str]:
+        """Pilot address -> agent name."""
+        return {a.address: n for n, a in self.agents.items()}
+
     def agent(self, name: str) -> Agent:
         try:
             return self.record.agents[name]
@@ -356,6 +360,66 @@ class Stack:
         ``<agent home>/<log_name>``."""
         agent = self.agent(name)
         return self._spawn(self.lab.host(name), argv, agent.home / log_name, env=agent.env(self.registry))
+
+    def pilotctl(self, name: str, *args: str, timeout: float = 60) -> Any:
+        """Run ``pilotctl --json ARGS`` in node ``name`` as that agent; returns the
+        envelope's ``data``. :class:`LabError` ``"pilotctl"`` if it fails."""
+        agent = self.agent(name)
+        done = self.lab.host(name).run(_python_module("pilotgw.cli.main") + ["--json", *args], check=False,
+                                       timeout=timeout, env={**os.environ, **agent.env(self.registry)})
+        try:
+            reply = json.loads(done.stdout or done.stderr)
+        except ValueError:
+            reply = {}
+        if done.returncode != 0 or reply.get("status") != "ok":
+            raise LabError(f"pilotctl {' '.join(args)} on {name} failed: {(done.stderr or done.stdout).strip()}",
+                           "pilotctl")
+        return reply.get("data")
+
+    def serve_web(self, name: str, root: Path, *, port: int = 8080, pilot_port: int = 80) -> None:
+        """An ordinary web server (``python -m http.server``) on ``name``'s
+        127.0.0.1:``port`` serving ``root``, published on pilot port
+        ``pilot_port`` with ``pilotctl gateway expose``."""
+        proc = self.spawn(name, [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                 "--directory", str(root)], "http.log")
+        deadline = time.monotonic() + START_TIMEOUT
+        probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), 1).close()"
+        while self.lab.host(name).run([sys.executable, "-c", probe], check=False).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"web server did not start in {name}:\n{_tail(self.agent(name).home / 'http.log')}",
+                               "pilot-start")
+            time.sleep(0.1)
+        self.pilotctl(name, "gateway", "expose", str(pilot_port), f"127.0.0.1:{port}")
+        self.record.extras.setdefault("web", {})[name] = {"port": port, "pilot_port": pilot_port, "root": str(root)}
+        self.record.save(self.lab.state_dir)
+
+    def start_gateway(self, name: str, targets: Iterable[str], *, ports: str = "") -> list[dict[str, str]]:
+        """Run ``pilot-gateway`` on agent ``name`` (its TUN and routes stay in
+        that node's namespace) mapping each agent of ``targets`` to a local IP;
+        returns the mappings (``local_ip``, ``pilot_addr``)."""
+        agent = self.agent(name)
+        argv = _python_module("pilotgw.gateway.cli") + [
+            "--json", "--socket", str(agent.socket), "--state-dir", str(agent.home / ".pilot")]
+        if ports:
+            argv += ["--ports", ports]
+        argv += [self.agent(t).address for t in targets]
+        log = agent.home / "gateway.log"
+        proc = self.spawn(name, argv, "gateway.log")
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            for line in log.read_text(errors="replace").splitlines():
+                if line.startswith("{") and '"status"' in line:
+                    reply = json.loads(line)
+                    if reply.get("status") != "ok":
+                        raise LabError(f"pilot-gateway on {name} failed: {line}", "pilot-start")
+                    mappings = list(reply["data"].get("mappings") or [])
+                    self.record.extras["gateway"] = {"node": name, "pid": proc.pid, "mappings": mappings}
+                    self.record.save(self.lab.state_dir)
+                    return mappings
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"pilot-gateway did not start in {name} (exit {proc.poll()}):\n{_tail(log)}",
+                               "pilot-start")
+            time.sleep(0.1)
 
     # -- trust ---------------------------------------------------------------------------
 
