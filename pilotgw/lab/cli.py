@@ -268,7 +268,8 @@ def exec_(
         argv = argv[1:]
     if not argv:
         _fail(LabError("no command given (pilot-lab exec ID NODE -- COMMAND...)", "usage"), False)
-    env = dict(os.environ)
+    # Pilot's programs (pilotctl, pilot-daemon...) sit next to this Python.
+    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     try:
         pilot = StackRecord.load(state_dir, lab_id)
     except LabError:
