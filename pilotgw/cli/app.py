@@ -25,11 +25,20 @@ _RAW = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_n
 _SUBCOMMANDS = {
     "daemon": ["start", "stop", "status"],
     "gateway": ["start", "stop", "map", "unmap", "list", "expose", "unexpose", "exposed"],
+    "task": ["submit", "accept", "decline", "execute", "send-results", "list", "queue"],
 }
 
 _EXTRA_HELP = {
     "_daemon-run": None,
     "context": "Print the machine-readable command catalog (JSON) for agents and tools",
+    "task submit": "Submit a task to another node.\n\nUsage: pilotctl task submit <address|hostname> --task <description>",
+    "task accept": "Accept a received task (within 1 minute).\n\nUsage: pilotctl task accept --id <task_id>",
+    "task decline": "Decline a received task.\n\nUsage: pilotctl task decline --id <task_id> --justification <reason>",
+    "task execute": "Start the next accepted task (runs nothing).\n\nUsage: pilotctl task execute",
+    "task send-results": "Send a task's results to its submitter.\n\n"
+    "Usage: pilotctl task send-results --id <task_id> --results <text> | --file <filepath>",
+    "task list": "List received and submitted tasks.\n\nUsage: pilotctl task list [--type received|submitted]",
+    "task queue": "List accepted tasks waiting for execution.\n\nUsage: pilotctl task queue",
 }
 
 

@@ -63,6 +63,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "received": ("mailbox", "received"),
     "inbox": ("mailbox", "inbox"),
     "gateway": ("gateway", "gateway"),
+    "task": ("task", "task"),
 }
 
 _TYPER_FLAGS = {"--help", "-h", "--version", "--install-completion", "--show-completion"}

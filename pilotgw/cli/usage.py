@@ -47,6 +47,15 @@ Communication commands:
   pilotctl subscribe <address|hostname> <topic> [--count <n>] [--timeout <dur>]
   pilotctl publish <address|hostname> <topic> --data <message>
 
+Task commands:
+  pilotctl task submit <address|hostname> --task <description>
+  pilotctl task accept --id <task_id>
+  pilotctl task decline --id <task_id> --justification <reason>
+  pilotctl task execute
+  pilotctl task send-results --id <task_id> --results <text> | --file <filepath>
+  pilotctl task list [--type received|submitted]
+  pilotctl task queue
+
 Trust commands:
   pilotctl handshake <node_id|address|hostname> [justification]
   pilotctl approve <node_id>

@@ -569,3 +569,137 @@ class SyncClient:
 
     def exposed(self) -> list[dict[str, Any]]:
         return self.call(calls.exposed())  # type: ignore[no-any-return]
+
+    # -- task submit (port 1003) ---------------------------------------------------
+    # Task files live in the local ``~/.pilot/tasks`` (``pilot_dir`` names
+    # another ``.pilot``); see :mod:`pilotgw.client.tasks`.
+
+    def submit_task(
+        self, target: Addr | str | int, description: str, *, timeout: float | None = None, pilot_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Ask ``target`` to do ``description``. Returns ``pilotctl task
+        submit``'s data (``accepted``, ``status`` 200/400, ``message``,
+        ``task_id`` ...); a rejection is a normal return. Accepted tasks are
+        recorded in ``submitted/``."""
+        from pilotgw.client import tasks
+        from pilotgw.overlay.address import PORT_TASK_SUBMIT
+
+        addr = self.target(target)
+        request = tasks.submit_request(str(self.info()["address"]), addr, description)
+        try:
+            conn = self.dial(addr, PORT_TASK_SUBMIT)
+        except PilotError as exc:
+            if exc.code == "not_running":
+                raise
+            raise tasks.dial_failed(addr) from None
+        reader = tasks.ResponseReader()
+        deadline = time.monotonic() + (tasks.SUBMIT_TIMEOUT if timeout is None else timeout)
+        with conn:
+            try:
+                conn.send(request.encode())
+                while True:
+                    chunk = conn.recv(_READ_CHUNK, timeout=max(deadline - time.monotonic(), 0.0))
+                    if not chunk:
+                        raise ConnectionFailed("unexpected EOF" if reader.partial else "EOF")
+                    if (response := reader.feed(chunk)) is not None:
+                        break
+            except (PilotError, DecodeError) as exc:
+                raise ConnectionFailed(f"submit: {getattr(exc, 'message', exc)}") from None
+        tasks.record_submitted(request, response, pilot_dir, time.time())
+        return tasks.submit_reply(request, response)
+
+    def _task_frames(self, addr: Addr, frames: bytes) -> None:
+        from pilotgw.overlay.address import PORT_TASK_SUBMIT
+
+        with self.dial(addr, PORT_TASK_SUBMIT) as conn:
+            conn.send(frames)
+
+    def send_task_status(self, task: Any, status: str, justification: str) -> bool:
+        """Tell ``task``'s submitter its new status (a STATUS_UPDATE on its
+        own connection); False when that failed (best effort)."""
+        from pilotgw.client import tasks
+        from pilotgw.overlay.tasksubmit import TaskStatusUpdate
+
+        addr = tasks.submitter(task)
+        try:
+            self._task_frames(addr, TaskStatusUpdate(task.task_id, status, justification).encode())
+        except PilotError as exc:
+            if exc.code == "not_running":
+                raise
+            return False
+        return True
+
+    def accept_task(self, task_id: str, *, pilot_dir: str | None = None) -> dict[str, Any]:
+        """Accept a NEW received task (within its minute) and tell the submitter."""
+        from pilotgw.client import tasks
+        from pilotgw.overlay import tasksubmit as ts
+
+        task = tasks.accept(tasks.TaskStore(pilot_dir), task_id, time.time())
+        return tasks.accept_reply(task, self.send_task_status(task, ts.ACCEPTED, ts.JUST_ACCEPTED))
+
+    def decline_task(self, task_id: str, justification: str, *, pilot_dir: str | None = None) -> dict[str, Any]:
+        from pilotgw.client import tasks
+        from pilotgw.overlay import tasksubmit as ts
+
+        task = tasks.decline(tasks.TaskStore(pilot_dir), task_id, justification, time.time())
+        return tasks.decline_reply(task, self.send_task_status(task, ts.DECLINED, justification))
+
+    def execute_task(self, *, pilot_dir: str | None = None) -> dict[str, Any]:
+        """Start the head of the queue. Nothing is run: the agent does the
+        work and then calls :meth:`send_task_results`."""
+        from pilotgw.client import tasks
+        from pilotgw.overlay import tasksubmit as ts
+
+        task = tasks.execute(tasks.TaskStore(pilot_dir), time.time())
+        try:
+            self.send_task_status(task, ts.EXECUTING, ts.JUST_EXECUTING)
+        except InvalidArgument:
+            pass
+        return tasks.execute_reply(task)
+
+    def send_task_results(
+        self, task_id: str, *, text: str = "", file: str = "", pilot_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Mark the task SUCCEEDED and deliver ``text`` or the file ``file``
+        (an allowed type, A5.7) to the submitter."""
+        from pilotgw.client import tasks
+
+        if not text and not file:
+            raise InvalidArgument("either --results or --file is required")
+        return self.deliver_task_results(tasks.prepare_results(tasks.TaskStore(pilot_dir), task_id, text, file, time.time()))
+
+    def deliver_task_results(self, results: Any) -> dict[str, Any]:
+        """The network half of :meth:`send_task_results`: SEND_RESULTS, then
+        STATUS_UPDATE(SUCCEEDED) on a second connection (C-5)."""
+        from pilotgw.client import tasks
+        from pilotgw.overlay import tasksubmit as ts
+
+        from pilotgw.overlay.address import PORT_TASK_SUBMIT
+
+        addr = tasks.submitter(results.task)
+        try:
+            conn = self.dial(addr, PORT_TASK_SUBMIT)
+        except PilotError as exc:
+            if exc.code == "not_running":
+                raise
+            raise tasks.submitter_unreachable(addr) from None
+        with conn:
+            try:
+                conn.send(results.message.encode())
+            except PilotError as exc:
+                raise ConnectionFailed(f"failed to send results: {exc.message}") from None
+        self.send_task_status(results.task, ts.SUCCEEDED, ts.JUST_SUCCEEDED)
+        return results.data  # type: ignore[no-any-return]
+
+    def task_list(self, category: str = "", *, pilot_dir: str | None = None) -> list[dict[str, Any]]:
+        """Received then submitted tasks (``category`` ``received`` or
+        ``submitted`` for one kind), as ``pilotctl task list`` shows them."""
+        from pilotgw.client import tasks
+
+        return tasks.list_tasks(tasks.TaskStore(pilot_dir), category)
+
+    def task_queue(self, *, pilot_dir: str | None = None) -> list[dict[str, Any]]:
+        """Accepted tasks waiting for execution, head first."""
+        from pilotgw.client import tasks
+
+        return tasks.queue(tasks.TaskStore(pilot_dir))

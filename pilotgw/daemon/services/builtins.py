@@ -4,7 +4,7 @@ One call, :func:`install`, made by the node right after echo: it loads the
 trust state (``trust.json`` next to the identity file, memory only without
 one, A1.11), installs the inbound policy (D-5), and binds the handshake
 (444), data exchange (1001 and the bulk extension port) and event stream
-(1002) services, honouring ``-no-dataexchange`` / ``-no-eventstream``, and
+(1002) and task submit (1003) services, honouring ``-no-dataexchange`` / ``-no-eventstream``, and
 re-publishes the exposed local services (``expose.json``, our extension).
 Received files and the inbox live under the daemon process's
 ``$HOME/.pilot`` (A3.6).
@@ -21,6 +21,7 @@ from pilotgw.daemon.services.dataexchange import DataExchange, Storage
 from pilotgw.daemon.services.eventstream import Broker
 from pilotgw.daemon.services.expose import Exposer, expose_path
 from pilotgw.daemon.services.handshake import HandshakeError, Handshakes
+from pilotgw.daemon.services.tasks import install as install_tasks
 from pilotgw.daemon.trust import InboundPolicy, TrustStore
 from pilotgw.overlay import ipc
 from pilotgw.overlay.address import PORT_DATA_EXCHANGE, PORT_EVENT_STREAM, PORT_HANDSHAKE, Addr, SocketAddr
@@ -102,6 +103,7 @@ def install(node: "Node", *, home: Path | None = None) -> None:
     if not cfg.no_eventstream:
         broker = Broker(node.webhooks)
         node.add_service(_Bound(PORT_EVENT_STREAM, broker.handle))
+    install_tasks(node, home or pilot_home(), dial)  # port 1003: always on, as in the reference (A1)
 
     exposer = Exposer(node, expose_path(cfg.identity))
     exposer.restore()
