@@ -221,6 +221,32 @@ def _eventstream() -> tuple[Decoder, list[bytes]]:
     return decode, seeds
 
 
+def _tasksubmit() -> tuple[Decoder, list[bytes]]:
+    tsm = _mod("tasksubmit")
+
+    def decode(data: bytes) -> object:
+        frame = tsm.decode(data)
+        return _first_ok(
+            lambda: tsm.decode_message(frame),
+            lambda: tsm.SubmitResponse.decode(frame),
+            lambda: tsm.TaskFile.parse(frame.payload),
+        )
+
+    tid = "00010203-0405-0607-0809-0a0b0c0d0e0f"
+    file = tsm.TaskFile.new(tid, "d <&>", "0:0000.0000.0001", "0:0000.0000.0002", 1736944496)
+    file.accepted_at, file.time_idle_ms = file.created_at, 1500
+    seeds = [
+        tsm.SubmitRequest(tid, "summarise \u00e9", "0:0000.0000.0001", "0:0000.0000.0002").encode(),
+        tsm.SubmitResponse(tid, 400, "Polo score too low: submitter=-1, receiver=1").encode(),
+        tsm.TaskStatusUpdate(tid, "ACCEPTED", "Task accepted").encode(),
+        tsm.TaskResultMessage(tid, "file", "2026-01-15T12:34:56Z", filename="a.png", file_data=b"\x89PNG",
+                              time_idle_ms=5, time_staged_ms=6, time_cpu_ms=7).encode(),
+        tsm.TaskResult("d", "done", {"k": [1, 2]}, "2026-01-15T12:34:56Z", error="e").encode(),
+        tsm.encode_frame(tsm.SUBMIT, file.to_json()),
+    ]
+    return decode, seeds
+
+
 def _ipc_seeds() -> list[bytes]:
     ipc = _mod("ipc")
     from pilotgw.overlay.address import Addr
@@ -429,6 +455,7 @@ TARGETS: list[Target] = [
     Target("dataexchange", "dataexchange", _dataexchange, ((4, 4), (8, 2))),
     Target("dataexchange.stream", "dataexchange", _dataexchange_stream, ((4, 4), (8, 2), (17, 4))),
     Target("eventstream", "eventstream", _eventstream, ((0, 2), (6, 4))),
+    Target("tasksubmit", "tasksubmit", _tasksubmit, ((0, 4), (4, 4)), json=True),
     Target("ipc", "ipc", _ipc, ((0, 4), (5, 1)), json=True),
     Target("ipc.stream", "ipc", _ipc_stream, ((0, 4), (5, 4)), json=True),
     Target("tunnel", "tunnel", _tunnel, ((6, 2), (4, 4))),

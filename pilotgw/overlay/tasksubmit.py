@@ -334,7 +334,7 @@ class TaskResultMessage:
         s, i = goread.string, goread.i64
         f = _fields(frame, {"task_id": s, "result_type": s, "result_text": s, "filename": s, "file_data": _b64,
                             "completed_at": s, "time_idle_ms": i, "time_staged_ms": i, "time_cpu_ms": i})  # fmt: skip
-        return cls(**{k: f[k] for k in f if k != "completed_at"}, completed_at=f.get("completed_at", ""))
+        return cls(**{"task_id": "", "result_type": "", "completed_at": "", **f})
 
 
 @dataclass(frozen=True, slots=True)

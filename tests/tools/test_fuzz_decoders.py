@@ -17,7 +17,7 @@ from pilotgw.overlay.errors import DecodeError
 
 SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "fuzz_decoders.py"
 OURS = {"address", "packet", "sack", "goread", "handshake", "handshake.stream", "dataexchange",
-        "dataexchange.stream", "eventstream", "ipc", "ipc.stream"}  # fmt: skip
+        "dataexchange.stream", "eventstream", "tasksubmit", "ipc", "ipc.stream"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
