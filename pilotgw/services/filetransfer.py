@@ -185,11 +185,12 @@ async def _send_bulk(
 ) -> list[Delivery]:
     expected = [target] + [str(a) for a in chain]
     results: dict[str, Delivery] = {}
+    frames = xfer.FrameReader(reader)
     writer.write(xfer.Offer(src.name, src.size, src.id, chain).encode())
     await writer.drain()
     # Receivers the first hop could not reach report before its READY.
     while True:
-        got = await xfer.read_frame(reader)
+        got = await frames.next()
         if got is None:
             raise ConnectionResetError("receiver closed the connection before READY")
         kind, payload = got
@@ -204,12 +205,12 @@ async def _send_bulk(
         else:
             raise DecodeError(f"unexpected transfer frame 0x{kind:08X}", "state")
     offset = min(ready.offset, src.size)
-    digest = _hash_range(src.fd, offset)
+    digest = await _hash_range(src.fd, offset)
     if digest.hexdigest() != ready.prefix_sha256:
         offset, digest = 0, hashlib.sha256()
     writer.write(xfer.start(offset))
 
-    listener = asyncio.get_running_loop().create_task(_collect(reader, results, expected, progress, src.size))
+    listener = asyncio.get_running_loop().create_task(_collect(frames, results, expected, progress, src.size))
     try:
         pos = offset
         while pos < src.size:
@@ -219,7 +220,8 @@ async def _send_bulk(
             if not chunk:
                 raise TransferError(f"read file: {src.path} shrank while sending", "internal")
             digest.update(chunk)
-            writer.write(xfer.data_header(len(chunk)) + chunk)
+            writer.write(xfer.data_header(len(chunk)))
+            writer.write(chunk)
             await writer.drain()
             pos += len(chunk)
         if pos == src.size:
@@ -237,12 +239,12 @@ async def _send_bulk(
 
 
 async def _collect(
-    reader: Any, results: dict[str, Delivery], expected: list[str], progress: Progress | None, total: int
+    frames: xfer.FrameReader, results: dict[str, Delivery], expected: list[str], progress: Progress | None, total: int
 ) -> None:
     """Read PROGRESS/RESULT until every receiver has reported or EOF."""
     try:
         while any(node not in results for node in expected):
-            got = await xfer.read_frame(reader)
+            got = await frames.next()
             if got is None:
                 return
             kind, payload = got
@@ -259,16 +261,27 @@ async def _collect(
         return
 
 
-def _hash_range(fd: int, length: int) -> "hashlib._Hash":
-    digest = hashlib.sha256()
-    pos = 0
-    while pos < length:
-        chunk = os.pread(fd, min(4 * CHUNK, length - pos), pos)
-        if not chunk:
-            break
-        digest.update(chunk)
-        pos += len(chunk)
-    return digest
+async def _hash_range(fd: int, length: int) -> "hashlib._Hash":
+    """SHA-256 of the file's first ``length`` bytes (a resume's prefix), on a
+    thread: it may be many GB. The thread reads through its own duplicate
+    of ``fd``, so the caller may close ``fd`` whenever it likes."""
+    dup = os.dup(fd)
+
+    def run() -> "hashlib._Hash":
+        try:
+            digest = hashlib.sha256()
+            pos = 0
+            while pos < length:
+                chunk = os.pread(dup, min(4 * CHUNK, length - pos), pos)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                pos += len(chunk)
+            return digest
+        finally:
+            os.close(dup)
+
+    return await asyncio.to_thread(run)
 
 
 # -- choosing, fanning out, resuming -----------------------------------------------------

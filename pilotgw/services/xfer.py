@@ -45,6 +45,7 @@ import asyncio
 import json
 import re
 import struct
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,16 +223,72 @@ def parse_refused(payload: bytes) -> str:
     return _text(parse_control(payload), "error")
 
 
-async def read_frame(reader: Any) -> tuple[int, bytes] | None:
-    """Next frame from an asyncio-style reader (``readexactly``); ``None``
-    at a clean EOF between frames. Raises :class:`DecodeError` for a bad
-    header and ``asyncio.IncompleteReadError`` for EOF inside a frame."""
-    try:
-        head = await reader.readexactly(HEADER.size)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise
-    kind, length = HEADER.unpack(head)
-    check_header(kind, length)
-    return kind, await reader.readexactly(length) if length else b""
+class FrameReader:
+    """Frames from an asyncio-style reader (``read(n)``), buffered.
+
+    Why not ``readexactly``: that reads a frame's header and payload with
+    separate calls and, on a daemon stream, assembles the payload in a
+    bytearray and copies it again into ``bytes``. Here one ``read`` may
+    bring a header and most of a payload, and a payload costs at most one
+    copy -- none when a read returned exactly the frame's remaining bytes.
+    One instance per connection: bytes it has read ahead belong to the next
+    frame."""
+
+    def __init__(self, reader: Any, read_size: int = HEADER.size + MAX_DATA) -> None:
+        self._reader = reader
+        self._read_size = read_size
+        self._chunks: deque[bytes] = deque()
+        self._off = 0  # bytes of _chunks[0] already taken
+        self._have = 0  # bytes buffered and not yet taken
+
+    async def next(self) -> tuple[int, bytes] | None:
+        """The next frame; ``None`` at a clean EOF between frames. Raises
+        :class:`DecodeError` for a bad header (before reading its payload)
+        and ``asyncio.IncompleteReadError`` for EOF inside a frame."""
+        if not await self._fill(HEADER.size):
+            if not self._have:
+                return None
+            raise asyncio.IncompleteReadError(self._take(self._have), None)
+        kind, length = HEADER.unpack(self._take(HEADER.size))
+        check_header(kind, length)
+        if not await self._fill(length):
+            raise asyncio.IncompleteReadError(self._take(self._have), length)
+        return kind, self._take(length)
+
+    async def _fill(self, n: int) -> bool:
+        while self._have < n:
+            data = await self._reader.read(max(n - self._have, self._read_size))
+            if not data:
+                return False
+            self._chunks.append(data)
+            self._have += len(data)
+        return True
+
+    def _take(self, n: int) -> bytes:
+        if not n:
+            return b""
+        chunks = self._chunks
+        self._have -= n
+        head = chunks[0]
+        off = self._off
+        if off + n <= len(head):
+            if off == 0 and n == len(head):
+                chunks.popleft()
+                return head
+            self._off = off + n
+            if self._off == len(head):
+                chunks.popleft()
+                self._off = 0
+            return head[off : off + n]
+        parts = []
+        while n:
+            head = chunks[0]
+            part = head[self._off : self._off + n]
+            parts.append(part)
+            n -= len(part)
+            if self._off + len(part) == len(head):
+                chunks.popleft()
+                self._off = 0
+            else:
+                self._off += len(part)
+        return b"".join(parts)

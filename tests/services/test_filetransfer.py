@@ -191,3 +191,27 @@ def test_reference_limit_text():
     filetransfer.check_reference_limit(16_777_214 - 5, "a.txt")
     with pytest.raises(TransferError, match=r"file too large: 16777210 bytes \(max 16777214 minus name length\)"):
         filetransfer.check_reference_limit(16_777_210, "a.txt")
+
+
+@aio
+async def test_receiver_whose_disk_fails_still_forwards_to_the_rest_of_the_chain(tmp_path, monkeypatch):
+    net = LoopNet(tmp_path)
+    for node in (11, 12, 13):
+        await net.add(node)
+    src = tmp_path / "w.bin"
+    digest = make_file(src, 3 * 1024 * 1024 + 5)
+    real_pwrite = os.pwrite
+
+    def pwrite(fd, data, offset):  # node 12's disk is full once 1 MiB is written
+        if "/n12/" in os.readlink(f"/proc/self/fd/{fd}") and offset >= 1024 * 1024:
+            raise OSError(28, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    r11, r12, r13 = await send_file(net.dial, [Addr(0, 11), Addr(0, 12), Addr(0, 13)], src)
+    assert r11.ok and r13.ok, (r11, r13)
+    assert not r12.ok and r12.error == "save failed: No space left on device", r12
+    assert r12.bytes == 1024 * 1024  # what it saved; the partial stays for a resume
+    assert sha(net.received(11)[0]) == digest and sha(net.received(13)[0]) == digest
+    assert net.received(12) == []
+    await net.close()

@@ -405,12 +405,74 @@ class _Downstream:
     """The connection to the next receiver of a chain, plus the task that
     relays its PROGRESS/RESULT messages upstream."""
 
-    def __init__(self, reader: Any, writer: Any, nodes: list[str]) -> None:
-        self.reader = reader
+    def __init__(self, writer: Any, frames: xfer.FrameReader, nodes: list[str]) -> None:
         self.writer = writer
+        self.frames = frames
         self.waiting = set(nodes)  # receivers whose RESULT has not come back
         self.task: asyncio.Task[None] | None = None
         self.failed = False
+
+
+class _DiskSink:
+    """Writes and hashes one transfer's bytes in order.
+
+    A failed write does not stop the hop: it keeps forwarding to the rest of
+    the chain, and :attr:`error` goes into its own RESULT. Blocks are written
+    and hashed on the event loop (a worker thread per block cost more CPU in
+    GIL hand-offs than it saved); only the long one-off steps -- hashing a
+    resumed prefix of possibly many GB, and the final fsync -- run on a
+    thread, on a duplicate descriptor the thread owns, so that the daemon's
+    other connections are not held up and a cancelled hop can close its file.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pos = 0  # end of the bytes received
+        self.saved = 0  # end of the bytes on disk
+        self.error: OSError | None = None
+        self.digest = hashlib.sha256()
+
+    async def hash_prefix(self, length: int) -> str:
+        """Make the digest that of the file's first ``length`` bytes (what a
+        resume offers); returns it in hex."""
+        self.digest = await _on_thread(self.fd, _hash_prefix, length)
+        return self.digest.hexdigest()
+
+    def start(self, offset: int) -> None:
+        """Drop what follows ``offset`` and append from there."""
+        os.ftruncate(self.fd, offset)
+        self.pos = self.saved = offset
+
+    def put(self, data: bytes) -> None:
+        pos = self.pos
+        self.pos += len(data)
+        if self.error is not None:
+            return
+        self.digest.update(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.pwrite(self.fd, view, pos + len(data) - len(view)) :]
+        except OSError as exc:
+            self.error = exc
+            return
+        self.saved = self.pos
+
+    async def sync(self) -> None:
+        await _on_thread(self.fd, os.fsync)
+
+
+async def _on_thread(fd: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(dup_of_fd, *args)`` on a worker thread, which closes its duplicate."""
+    dup = os.dup(fd)
+
+    def run() -> Any:
+        try:
+            return fn(dup, *args)
+        finally:
+            os.close(dup)
+
+    return await asyncio.to_thread(run)
 
 
 class _Hop:
@@ -419,11 +481,12 @@ class _Hop:
 
     def __init__(self, service: DataExchange, reader: Any, writer: Any, remote: SocketAddr) -> None:
         self.svc = service
-        self.reader = reader
+        self.frames = xfer.FrameReader(reader)
         self.writer = writer
         self.remote = remote
         self.me = service._me()
         self.fd = -1
+        self.sink: _DiskSink | None = None
         self.partial: Path | None = None
         self.down: _Downstream | None = None
 
@@ -431,7 +494,7 @@ class _Hop:
         self.writer.write(data)
 
     async def run(self) -> None:
-        got = await xfer.read_frame(self.reader)
+        got = await self.frames.next()
         if got is None:
             return
         kind, payload = got
@@ -451,55 +514,32 @@ class _Hop:
             await self.writer.drain()
             self._close_partial(remove=False)
             return
+        sink = self.sink = _DiskSink(self.fd)
         ready = await self._open_downstream(offer)
         agreed = own if ready is None else min(own, ready.offset)
-        digest = _hash_prefix(self.fd, agreed)
-        if ready is not None and agreed == ready.offset and digest.hexdigest() != ready.prefix_sha256:
-            agreed, digest = 0, hashlib.sha256()
-        self.send_up(xfer.Ready(agreed, digest.hexdigest()).encode())
+        prefix = await sink.hash_prefix(agreed)
+        if ready is not None and agreed == ready.offset and prefix != ready.prefix_sha256:
+            agreed = 0
+            prefix = await sink.hash_prefix(0)
+        self.send_up(xfer.Ready(agreed, prefix).encode())
         await self.writer.drain()
 
-        got = await xfer.read_frame(self.reader)
+        got = await self.frames.next()
         if got is None or got[0] != xfer.START:
             raise DecodeError("expected START", "state")
         offset = xfer.parse_start(got[1])
         if offset > agreed:
             raise DecodeError(f"START offset {offset} beyond READY offset {agreed}", "state")
         if offset < agreed:
-            digest = _hash_prefix(self.fd, offset)
-        os.ftruncate(self.fd, offset)
+            await sink.hash_prefix(offset)
+        sink.start(offset)
         if self.down is not None:
             await self._down_send(xfer.start(offset))
-        pos = offset
-        last_progress = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            got = await xfer.read_frame(self.reader)
-            if got is None:
-                raise asyncio.IncompleteReadError(b"", None)  # interrupted: keep the partial file
-            kind, payload = got
-            if kind == xfer.DATA:
-                if pos + len(payload) > offer.size:
-                    raise DecodeError("more data than offered", "state")
-                os.pwrite(self.fd, payload, pos)
-                pos += len(payload)
-                digest.update(payload)
-                if self.down is not None:
-                    await self._down_send(xfer.data_header(len(payload)) + payload)
-                now = loop.time()
-                if now - last_progress >= PROGRESS_INTERVAL:
-                    last_progress = now
-                    self.send_up(xfer.progress(self.me, pos))
-                    await self.writer.drain()
-            elif kind == xfer.END:
-                claimed = xfer.parse_end(payload)
-                break
-            else:
-                raise DecodeError(f"unexpected transfer frame 0x{kind:08X}", "state")
+        claimed = await self._receive(offer.size)
         if self.down is not None:
             await self._down_send(xfer.end(claimed))
-        self.send_up(xfer.progress(self.me, pos))
-        self.send_up(self._complete(name, pos, offer.size, digest.hexdigest(), claimed).encode())
+        self.send_up(xfer.progress(self.me, sink.saved))
+        self.send_up((await self._complete(name, offer.size, claimed)).encode())
         await self.writer.drain()
         if self.down is not None and self.down.task is not None:
             try:
@@ -509,15 +549,51 @@ class _Hop:
                 self._report_missing("no result from the next receiver")
                 await self.writer.drain()
 
-    def _complete(self, name: str, pos: int, size: int, actual: str, claimed: str) -> xfer.Result:
-        if pos != size or actual != claimed:
+    async def _receive(self, size: int) -> str:
+        """DATA frames until END: each is forwarded first, then queued for
+        the disk. Returns the SHA-256 the sender claims in END."""
+        sink = self.sink
+        assert sink is not None
+        last_progress = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            got = await self.frames.next()
+            if got is None:
+                raise asyncio.IncompleteReadError(b"", None)  # interrupted: keep the partial file
+            kind, payload = got
+            if kind == xfer.END:
+                return xfer.parse_end(payload)
+            if kind != xfer.DATA:
+                raise DecodeError(f"unexpected transfer frame 0x{kind:08X}", "state")
+            if sink.pos + len(payload) > size:
+                raise DecodeError("more data than offered", "state")
+            down = self.down
+            if down is not None and not down.failed:
+                self._down_write(xfer.data_header(len(payload)))
+                self._down_write(payload)
+            sink.put(payload)
+            if down is not None:
+                await self._down_drain()
+            now = loop.time()
+            if now - last_progress >= PROGRESS_INTERVAL:
+                last_progress = now
+                self.send_up(xfer.progress(self.me, sink.saved))
+                await self.writer.drain()
+
+    async def _complete(self, name: str, size: int, claimed: str) -> xfer.Result:
+        sink = self.sink
+        assert sink is not None
+        pos = sink.pos
+        if sink.error is not None:
+            log.warning("bulk transfer not saved", peer=str(self.remote.addr), name=name, error=str(sink.error))
+            return xfer.Result(self.me, False, sink.saved, error=f"save failed: {sink.error.strerror or sink.error}")
+        if pos != size or sink.digest.hexdigest() != claimed:
             self._close_partial(remove=True)
             log.warning("bulk transfer failed verification", peer=str(self.remote.addr), name=name)
             return xfer.Result(self.me, False, pos, error=f"SHA-256 mismatch ({pos} of {size} bytes)")
         try:
-            os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = -1
+            await sink.sync()
+            self._close_partial(remove=False)
             assert self.partial is not None
             path = self.svc.storage.place(self.partial, name, time.time())
             self.partial = None
@@ -537,9 +613,10 @@ class _Hop:
                 if self.svc._dial is None:
                     raise OSError("this node cannot forward")
                 reader, writer = await self.svc._dial(head, xfer.PORT)
+                frames = xfer.FrameReader(reader)
                 writer.write(xfer.Offer(offer.name, offer.size, offer.id, tuple(rest)).encode())
                 await writer.drain()
-                got = await xfer.read_frame(reader)
+                got = await frames.next()
                 if got is None:
                     raise OSError("connection closed")
                 if got[0] == xfer.REFUSED:
@@ -553,26 +630,39 @@ class _Hop:
                 self.send_up(xfer.Result(str(head), False, 0, error=f"{xfer.UNREACHABLE}: {exc}").encode())
                 chain = rest
                 continue
-            self.down = _Downstream(reader, writer, [str(a) for a in chain])
+            self.down = _Downstream(writer, frames, [str(a) for a in chain])
             self.down.task = asyncio.get_running_loop().create_task(self._relay_up(self.down))
             return ready
         return None
 
-    async def _down_send(self, data: bytes) -> None:
+    def _down_write(self, data: bytes) -> None:
         down = self.down
         if down is None or down.failed:
             return
         try:
             down.writer.write(data)
+        except (ConnectionError, OSError) as exc:
+            down.failed = True
+            log.info("next receiver lost", error=str(exc))
+
+    async def _down_drain(self) -> None:
+        down = self.down
+        if down is None or down.failed:
+            return
+        try:
             await down.writer.drain()
         except (ConnectionError, OSError) as exc:
             down.failed = True
             log.info("next receiver lost", error=str(exc))
 
+    async def _down_send(self, data: bytes) -> None:
+        self._down_write(data)
+        await self._down_drain()
+
     async def _relay_up(self, down: _Downstream) -> None:
         try:
             while True:
-                got = await xfer.read_frame(down.reader)
+                got = await down.frames.next()
                 if got is None:
                     break
                 kind, payload = got
