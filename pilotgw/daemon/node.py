@@ -23,6 +23,7 @@ from pilotgw.daemon import ipc_server as ipcs
 from pilotgw.daemon.config import Config, parse_hostport
 from pilotgw.daemon.connections import Conn, ConnTable, StreamDialError
 from pilotgw.daemon.endpoint import open_endpoint
+from pilotgw.daemon.handshake_poll import poll_loop
 from pilotgw.daemon.ipc_server import IpcServer, NodeError
 from pilotgw.daemon.log import Log
 from pilotgw.daemon.peers import Tunnel
@@ -289,20 +290,14 @@ class Node:
     async def _poll_loop(self) -> None:
         """Relayed handshakes via the long-poll extension (second connection)."""
         assert self.registry is not None and self.identity is not None
-        self._poller = RegistryClient(self.registry.host, self.registry.port, tls=self.cfg.registry_tls,
-                                      fingerprint=self.cfg.registry_fingerprint, request_timeout=40.0)
-        while True:
-            consumer = self.handshake_consumer
-            if consumer is None or self.deregistered:
-                await asyncio.sleep(self.cfg.keepalive_s)
-                continue
-            try:
-                reply = await self._poller.request(reg.poll_handshakes(self.node_id, self.identity.sign, wait=25))
-            except RegistryError:
-                await asyncio.sleep(2.0)
-                continue
-            if reply.get("requests") or reply.get("responses"):
-                await consumer(reply)
+        ident = self.identity
+        poller = self._poller = RegistryClient(self.registry.host, self.registry.port, tls=self.cfg.registry_tls,
+                                               fingerprint=self.cfg.registry_fingerprint, request_timeout=40.0)
+        await poll_loop(
+            lambda wait: poller.request(reg.poll_handshakes(self.node_id, ident.sign, wait=wait)),
+            lambda: None if self.deregistered else self.handshake_consumer,
+            idle_interval=self.cfg.keepalive_s,
+        )
 
     async def _sweep_loop(self) -> None:
         assert self.tunnel is not None and self.conns is not None
