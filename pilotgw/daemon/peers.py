@@ -87,7 +87,7 @@ class Peer:
 
     __slots__ = ("node", "crypto", "endpoint", "relay", "relay_trial", "pending", "kx_handle",
                  "kx_attempt", "last_rx", "last_tx", "authenticated", "connecting", "resolved",
-                 "last_direct_try", "waiters", "answered_at")
+                 "last_direct_try", "waiters", "answered_at", "punched", "direct_seen")
 
     def __init__(self, node: int, crypto_state: crypto.PeerCrypto) -> None:
         self.node = node
@@ -106,6 +106,18 @@ class Peer:
         self.last_direct_try = 0.0
         self.waiters: list[asyncio.Future[None]] = []
         self.answered_at = float("-inf")  # our last answer to a repeated (same-key) PILA
+        self.punched = False  # we punched the endpoint before anything came directly from it
+        self.direct_seen = False  # an authenticated frame arrived directly from the endpoint
+
+    @property
+    def path(self) -> str:
+        """How we reach the peer, for Info: ``relay`` through the beacon,
+        ``punched`` when the direct path began with a hole punch we made
+        (a PunchCommand towards this endpoint came before any
+        authenticated frame from it), else ``direct``."""
+        if self.via_relay:
+            return "relay"
+        return "punched" if self.punched else "direct"
 
     @property
     def via_relay(self) -> bool:
@@ -432,7 +444,9 @@ class Tunnel:
             if peer.endpoint != addr:
                 if peer.endpoint is not None:
                     log.info("peer endpoint moved", node=node, old=_fmt(peer.endpoint), new=_fmt(addr))
+                    peer.punched = False  # a path the peer opened, not our punch
                 peer.endpoint = addr
+            peer.direct_seen = True
             if peer.relay or peer.relay_trial:
                 peer.relay = peer.relay_trial = False
                 log.info("direct path to peer works again", node=node)
@@ -642,6 +656,9 @@ class Tunnel:
             if self._punch_gate.allow(target, now) and self._punch_total.allow(0, now):
                 for _ in range(3):
                     self._sendto(_PILP, target)
+                for peer in self.peers.values():
+                    if not peer.direct_seen and target in (peer.endpoint, peer.resolved):
+                        peer.punched = True
         else:
             self.stats.drops["beacon_type"] += 1
 
@@ -742,8 +759,10 @@ class Tunnel:
             if not peer.crypto.ready and peer.endpoint is None:
                 continue
             ep = self.beacon if peer.via_relay and self.beacon else peer.endpoint
+            path = peer.path
             out.append({"authenticated": peer.crypto.ready, "encrypted": peer.crypto.ready,
-                        "endpoint": _fmt(ep) if ep else "", "node_id": peer.node})
+                        "endpoint": _fmt(ep) if ep else "", "node_id": peer.node,
+                        "path": path, "relay": path == "relay"})
         return out
 
 

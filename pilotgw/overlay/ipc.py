@@ -911,18 +911,29 @@ def resolve_hostname_reply(registry_reply: dict[str, Any]) -> JsonReply:
 
 @dataclass(frozen=True, slots=True)
 class PeerInfo:
+    """One ``peer_list`` entry. ``path`` (``"direct"``, ``"punched"`` or
+    ``"relay"``) and ``relay`` are our extension, present only when
+    ``path`` is set (a reference daemon sends neither; its CLI ignores
+    extra keys)."""
+
     node_id: int
     endpoint: str = ""
     encrypted: bool = False
     authenticated: bool = False
+    path: str = ""
+    relay: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "authenticated": self.authenticated,
             "encrypted": self.encrypted,
             "endpoint": self.endpoint,
             "node_id": self.node_id,
         }
+        if self.path:
+            out["path"] = self.path
+            out["relay"] = self.relay
+        return out
 
 
 CONN_STATES = ("CLOSED", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "TIME_WAIT")
@@ -1002,6 +1013,8 @@ _PEER_SCHEMA = {
     "endpoint": goread.string,
     "encrypted": goread.boolean,
     "authenticated": goread.boolean,
+    "path": goread.string,
+    "relay": goread.boolean,
 }
 _CONN_SCHEMA: dict[str, goread.Reader] = {
     "id": goread.u32,

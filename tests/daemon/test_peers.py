@@ -245,3 +245,42 @@ def test_suspect_leaves_a_peer_that_is_talking_alone():
         b.tunnel.close()
 
     run(main())
+
+
+def test_peer_path_direct_punched_and_relay_in_peer_info():
+    from pilotgw.overlay import beacon as bmsg
+
+    async def main():
+        beacon = ("127.0.0.1", 9001)
+        hold = [True]
+        net, registry = Net(drop=lambda src, dst, data: hold[0] and src == ("127.0.0.1", 4002)), Registry()
+        a = Node(net, registry, 10, 4001)
+        a.tunnel.beacon = beacon
+        b = Node(net, registry, 20, 4002)
+        c = Node(net, registry, 30, 4003)
+        # C: keyed and answering directly, no punch: "direct".
+        a.ping(30)
+        await until(lambda: len(c.received) == 1)
+        c.ping(10)
+        await until(lambda: len(a.received) == 1)
+        # B: nothing comes back from it until the beacon's PunchCommand made us punch: "punched".
+        a.ping(20)
+        await until(lambda: 20 in a.tunnel.peers and a.tunnel.peers[20].endpoint == b.addr)
+        net.deliver(beacon, a.addr, bmsg.encode(bmsg.PunchCommand("127.0.0.1", 4002)))
+        await until(lambda: any(dst == b.addr and data[:4] == b"PILP" for _, _, dst, data in net.sent))
+        hold[0] = False
+        await until(lambda: a.tunnel.peers[20].crypto.ready, timeout=4.0)
+        b.ping(10, seq=9)
+        await until(lambda: len(a.received) == 2)
+        # D: reached through the relay: "relay".
+        a.tunnel.peer(40).relay = True
+        a.tunnel.peers[40].endpoint = ("127.0.0.1", 4999)
+        info = {p["node_id"]: p for p in a.tunnel.peer_info()}
+        assert (info[30]["path"], info[30]["relay"]) == ("direct", False)
+        assert (info[20]["path"], info[20]["relay"]) == ("punched", False)
+        assert (info[40]["path"], info[40]["relay"]) == ("relay", True)
+        assert info[40]["endpoint"] == "127.0.0.1:9001"  # relayed peers show the beacon
+        for n in (a, b, c):
+            n.tunnel.close()
+
+    run(main())

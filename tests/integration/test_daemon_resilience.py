@@ -96,26 +96,29 @@ def test_relay_fallback_then_back_to_direct(rendezvous, start_daemon):
         dial_time = time.monotonic() - t0
         writer.write(b"via relay")
         assert await reader.readexactly(9) == b"via relay"
+        relayed = {p["node_id"]: p for p in (await ca.info())["peer_list"]}[b.node_id]
         # B's periodic direct retry plus A's probe bring both back to direct.
         deadline = time.monotonic() + 25
-        endpoint = ""
+        peer = {}
         while time.monotonic() < deadline:
             info = await ca.info()
-            peers = {p["node_id"]: p for p in info["peer_list"]}
-            endpoint = peers[b.node_id]["endpoint"]
-            if endpoint == f"127.0.0.1:{b.tunnel_port}":
+            peer = {p["node_id"]: p for p in info["peer_list"]}[b.node_id]
+            if peer["endpoint"] == f"127.0.0.1:{b.tunnel_port}":
                 break
             await asyncio.sleep(0.5)
         writer.write(b"direct now")
         assert await reader.readexactly(10) == b"direct now"
         writer.close()
         await ca.close()
-        return dial_time, endpoint
+        return dial_time, relayed, peer
 
-    dial_time, endpoint = _run(main(), timeout=90)
+    dial_time, relayed, peer = _run(main(), timeout=90)
     assert 5.0 < dial_time < 15.0  # direct tried at 0, 1, 3 s, then the relay
     assert "trying relay" in a.log()
-    assert endpoint == f"127.0.0.1:{b.tunnel_port}", endpoint
+    assert (relayed["path"], relayed["relay"]) == ("relay", True)  # Info's path extension
+    assert relayed["endpoint"] == f"{rendezvous.beacon[0]}:{rendezvous.beacon[1]}"
+    assert peer["endpoint"] == f"127.0.0.1:{b.tunnel_port}", peer
+    assert peer["path"] in ("direct", "punched") and peer["relay"] is False
 
 
 @pytest.mark.slow

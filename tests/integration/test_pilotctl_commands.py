@@ -104,8 +104,10 @@ def test_peers_and_connections(net: list[PilotNode]) -> None:
     assert re.fullmatch(rf"{bravo.node_id:<10}  127\.0\.0\.1:\d+ +  yes \(AES-256-GCM\)     yes \(Ed25519\)", row)
     data = alpha.ok("peers", "--search", str(bravo.node_id))
     assert data["total"] == 1 and data["peers"][0]["node_id"] == bravo.node_id
-    assert data["peers"][0] == {"authenticated": True, "encrypted": True, "endpoint": data["peers"][0]["endpoint"],
-                                "node_id": bravo.node_id}
+    got = data["peers"][0]
+    assert got == {"authenticated": True, "encrypted": True, "endpoint": got["endpoint"], "node_id": bravo.node_id,
+                   "path": got["path"], "relay": False}
+    assert got["path"] in ("direct", "punched")  # our extension: how the peer is reached (JSON only)
     assert alpha.ok("peers", "--search", "zzz") == {"peers": None, "total": 0}
     assert alpha.cli("peers", "--search", "zzz").out == 'no peers matching "zzz"\n'
 

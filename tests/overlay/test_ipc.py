@@ -291,6 +291,19 @@ def test_info_keys_sorted_and_complete() -> None:
     assert '"uptime_secs":3600' in text
 
 
+def test_info_peer_path_extension_round_trips_and_is_absent_for_reference_entries() -> None:
+    info = ipc.NodeInfo(node_id=1, address="0:0000.0000.0001", peer_list=(
+        ipc.PeerInfo(2, "10.0.0.2:4000", True, True, path="punched"),
+        ipc.PeerInfo(3, "10.0.0.9:9001", True, True, path="relay", relay=True),
+        ipc.PeerInfo(4, "10.0.0.4:4000", True, True),  # as parsed from a reference daemon
+    ))
+    peers = info.to_json()["peer_list"]
+    assert peers[0]["path"] == "punched" and peers[0]["relay"] is False
+    assert (peers[1]["path"], peers[1]["relay"]) == ("relay", True)
+    assert "path" not in peers[2] and "relay" not in peers[2]
+    assert ipc.parse_info(ipc.info_reply(info)).peer_list == info.peer_list
+
+
 def test_info_empty_lists_are_arrays() -> None:
     text = ipc.info_reply(ipc.NodeInfo(1, "0:0000.0000.0001")).payload()
     assert b'"conn_list":[]' in text and b'"peer_list":[]' in text
