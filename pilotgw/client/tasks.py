@@ -80,6 +80,7 @@ class TaskStore:
         self.root = Path(pilot_dir if pilot_dir is not None else default_dir()) / "tasks"
         self.results = self.root / "results"
         self._cache: dict[Path, tuple[int, int, ts.TaskFile]] = {}
+        self._lock_depth = 0
 
     def folder(self, category: str) -> Path:
         if category not in CATEGORIES:
@@ -101,13 +102,24 @@ class TaskStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Exclusive across processes for one read-modify-write."""
+        """Exclusive across processes for one read-modify-write; re-entrant
+        within this store (a second ``flock`` on a new descriptor would
+        wait for ourselves)."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_depth = 1
             yield
         finally:
+            self._lock_depth = 0
             os.close(fd)  # releases the lock
 
     def exists(self, category: str, task_id: str) -> bool:
