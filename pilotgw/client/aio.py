@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
-from pilotgw.client import calls, core, mailbox, messaging, wire
+from pilotgw.client import calls, core, mailbox, messaging, tasks, wire
 from pilotgw.client.calls import Call, as_addr
 from pilotgw.client.errors import (
     ConnectionFailed,
@@ -38,8 +39,18 @@ from pilotgw.client.errors import (
     ProtocolError,
 )
 from pilotgw.overlay import eventstream
-from pilotgw.overlay.address import PORT_DATA_EXCHANGE, PORT_EVENT_STREAM, Addr, SocketAddr, parse_target
+from pilotgw.overlay.address import PORT_DATA_EXCHANGE, PORT_EVENT_STREAM, PORT_TASK_SUBMIT, Addr, SocketAddr, parse_target
 from pilotgw.overlay.errors import DecodeError
+from pilotgw.overlay.tasksubmit import (
+    ACCEPTED,
+    DECLINED,
+    EXECUTING,
+    JUST_ACCEPTED,
+    JUST_EXECUTING,
+    JUST_SUCCEEDED,
+    SUCCEEDED,
+    TaskStatusUpdate,
+)
 
 if TYPE_CHECKING:
     from pilotgw.services.filetransfer import Delivery
@@ -713,6 +724,114 @@ class Client:
     def received(self, pilot_dir: str | None = None) -> list[mailbox.ReceivedFile]:
         """Files the local daemon saved (``~/.pilot/received``; no IPC)."""
         return mailbox.read_received(pilot_dir) or []
+
+    # -- task submit (port 1003; task files in the local ~/.pilot/tasks) -----------
+
+    async def submit_task(
+        self, target: Addr | str | int, description: str, *, timeout: float | None = None, pilot_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Ask ``target`` to do ``description``; returns ``pilotctl task
+        submit``'s data (``accepted``, ``status`` 200/400, ``message``,
+        ``task_id`` ...). Accepted tasks are recorded in ``submitted/``."""
+        addr = await self.target(target)
+        request = tasks.submit_request(str((await self.info())["address"]), addr, description)
+        try:
+            reader, writer = await self.dial(addr, PORT_TASK_SUBMIT)
+        except PilotError as exc:
+            if exc.code == "not_running":
+                raise
+            raise tasks.dial_failed(addr) from None
+        responses = tasks.ResponseReader()
+        try:
+            writer.write(request.encode())
+            await writer.drain()
+            async with asyncio.timeout(tasks.SUBMIT_TIMEOUT if timeout is None else timeout):
+                while True:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        raise ConnectionFailed("unexpected EOF" if responses.partial else "EOF")
+                    if (response := responses.feed(chunk)) is not None:
+                        break
+        except TimeoutError:
+            raise ConnectionFailed("submit: no response in time") from None
+        except (PilotError, DecodeError) as exc:
+            raise ConnectionFailed(f"submit: {getattr(exc, 'message', exc)}") from None
+        finally:
+            writer.close()
+        tasks.record_submitted(request, response, pilot_dir, time.time())
+        return tasks.submit_reply(request, response)
+
+    async def _task_frames(self, addr: Addr, frames: bytes) -> None:
+        _, writer = await self.dial(addr, PORT_TASK_SUBMIT)
+        try:
+            writer.write(frames)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def send_task_status(self, task: Any, status: str, justification: str) -> bool:
+        """Tell ``task``'s submitter its new status; False if that failed."""
+        addr = tasks.submitter(task)
+        try:
+            await self._task_frames(addr, TaskStatusUpdate(task.task_id, status, justification).encode())
+        except PilotError as exc:
+            if exc.code == "not_running":
+                raise
+            return False
+        return True
+
+    async def accept_task(self, task_id: str, *, pilot_dir: str | None = None) -> dict[str, Any]:
+        """Accept a NEW received task (within its minute) and tell the submitter."""
+        task = tasks.accept(tasks.TaskStore(pilot_dir), task_id, time.time())
+        return tasks.accept_reply(task, await self.send_task_status(task, ACCEPTED, JUST_ACCEPTED))
+
+    async def decline_task(self, task_id: str, justification: str, *, pilot_dir: str | None = None) -> dict[str, Any]:
+        task = tasks.decline(tasks.TaskStore(pilot_dir), task_id, justification, time.time())
+        return tasks.decline_reply(task, await self.send_task_status(task, DECLINED, justification))
+
+    async def execute_task(self, *, pilot_dir: str | None = None) -> dict[str, Any]:
+        """Start the head of the queue. Nothing is run: the agent does the
+        work, then calls :meth:`send_task_results`."""
+        task = tasks.execute(tasks.TaskStore(pilot_dir), time.time())
+        try:
+            await self.send_task_status(task, EXECUTING, JUST_EXECUTING)
+        except InvalidArgument:
+            pass
+        return tasks.execute_reply(task)
+
+    async def send_task_results(
+        self, task_id: str, *, text: str = "", file: str = "", pilot_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Mark the task SUCCEEDED and deliver ``text`` or the file ``file``
+        (an allowed type) to the submitter: SEND_RESULTS, then the SUCCEEDED
+        status update on a second connection (C-5)."""
+        if not text and not file:
+            raise InvalidArgument("either --results or --file is required")
+        results = tasks.prepare_results(tasks.TaskStore(pilot_dir), task_id, text, file, time.time())
+        addr = tasks.submitter(results.task)
+        try:
+            _, writer = await self.dial(addr, PORT_TASK_SUBMIT)
+        except PilotError as exc:
+            if exc.code == "not_running":
+                raise
+            raise tasks.submitter_unreachable(addr) from None
+        try:
+            writer.write(results.message.encode())
+            await writer.drain()
+        except PilotError as exc:
+            raise ConnectionFailed(f"failed to send results: {exc.message}") from None
+        finally:
+            writer.close()
+        await self.send_task_status(results.task, SUCCEEDED, JUST_SUCCEEDED)
+        return results.data
+
+    def task_list(self, category: str = "", *, pilot_dir: str | None = None) -> list[dict[str, Any]]:
+        """Received then submitted tasks (or one ``category``); no IPC."""
+        return tasks.list_tasks(tasks.TaskStore(pilot_dir), category)
+
+    def task_queue(self, *, pilot_dir: str | None = None) -> list[dict[str, Any]]:
+        """Accepted tasks waiting for execution, head first; no IPC."""
+        return tasks.queue(tasks.TaskStore(pilot_dir))
 
     # -- node management --------------------------------------------------------
 

@@ -290,3 +290,36 @@ def test_empty_task_folders(net: list[PilotNode], tmp_path: Path) -> None:
     assert alpha.cli("task", "list", HOME=str(home)).out == "No tasks found\n"
     assert error(alpha, "execute", HOME=str(home)) == {"code": "not_found", "message": "no received tasks found",
                                                        "status": "error"}
+
+
+# -- the same flow through the Python API (sync submitter, asyncio worker) ----------------
+
+
+def test_client_api(net: list[PilotNode]) -> None:
+    import asyncio
+
+    from pilotgw.client import SyncClient, connect
+
+    alpha, bravo = net[0], net[1]
+    alpha_dir, bravo_dir = str(alpha.home / ".pilot"), str(bravo.home / ".pilot")
+    with SyncClient(str(bravo.daemon.socket)) as client:
+        data = client.submit_task("alpha", "via the API", pilot_dir=bravo_dir)
+        task_id = data["task_id"]
+        assert any(t["task_id"] == task_id for t in client.task_list("submitted", pilot_dir=bravo_dir))
+    assert data["accepted"] is True and data["target"] == alpha.address
+
+    async def work() -> list[dict[str, Any]]:
+        async with await connect(str(alpha.daemon.socket)) as worker:
+            out = [await worker.accept_task(task_id, pilot_dir=alpha_dir)]
+            assert [t["task_id"] for t in worker.task_queue(pilot_dir=alpha_dir)] == [task_id]
+            out.append(await worker.execute_task(pilot_dir=alpha_dir))
+            out.append(await worker.send_task_results(task_id, text="api result", pilot_dir=alpha_dir))
+            return out
+
+    accepted, started, sent = asyncio.run(work())
+    assert accepted["message"] == "Task accepted" and started["task_id"] == task_id
+    assert sent == {"sent_to": bravo.address, "sent_type": "text", "status": "SUCCEEDED", "task_id": task_id}
+    result = bravo.home / ".pilot" / "tasks" / "results" / f"{task_id}_result.txt"
+    wait_for(result.exists)
+    assert result.read_text() == "api result"
+    wait_for(lambda: status_of(bravo, "submitted", task_id) == "SUCCEEDED")
