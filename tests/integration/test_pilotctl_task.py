@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from pilotgw.client.tasks import RECEIVED, TaskStore
 from pilotgw.overlay import tasksubmit as ts
 from tests.integration.conftest import PilotNode, launch_node, pilot_network
 
@@ -247,8 +248,8 @@ def test_lookup_and_state_errors(net: list[PilotNode], tmp_path: Path) -> None:
 def test_expired_accept_deadline(net: list[PilotNode]) -> None:
     alpha = net[0]
     task_id = ts.new_task_id()
-    old = ts.TaskFile.new(task_id, "stale", net[1].address, alpha.address, time.time() - 62)
-    (alpha.home / ".pilot" / "tasks" / "received" / f"{task_id}.json").write_bytes(old.to_json())
+    TaskStore(alpha.home / ".pilot").save(RECEIVED, ts.TaskFile.new(task_id, "stale", net[1].address, alpha.address,
+                                                                     time.time() - 62))  # fmt: skip
     assert error(alpha, "accept", "--id", task_id) == {
         "code": "expired", "message": f"task {task_id} has expired (accept deadline was 1 minute after creation)",
         "status": "error"}
@@ -323,3 +324,31 @@ def test_client_api(net: list[PilotNode]) -> None:
     wait_for(result.exists)
     assert result.read_text() == "api result"
     wait_for(lambda: status_of(bravo, "submitted", task_id) == "SUCCEEDED")
+
+
+def test_unreachable_submitter(net: list[PilotNode]) -> None:
+    alpha = net[0]
+    ghost = "0:0000.0000.7777"  # no such node: notifications and results cannot go out
+    folder = alpha.home / ".pilot" / "tasks" / "received"
+    ids = [ts.new_task_id() for _ in range(3)]
+    for task_id in ids:
+        TaskStore(alpha.home / ".pilot").save(RECEIVED, ts.TaskFile.new(task_id, "ghost", ghost, alpha.address,
+                                                                         time.time()))  # fmt: skip
+    t0 = time.monotonic()
+    assert alpha.ok("task", "accept", "--id", ids[0]) == {
+        "message": "Task accepted (submitter notification failed)", "status": "ACCEPTED", "task_id": ids[0]}
+    print(f"failed notification took {time.monotonic() - t0:.2f}s")
+    assert alpha.ok("task", "decline", "--id", ids[1], "--justification", "no")["message"] == (
+        "Task declined (submitter notification failed)")
+    assert alpha.ok("task", "execute")["task_id"] == ids[0]
+    assert error(alpha, "send-results", "--id", ids[0], "--results", "x") == {
+        "code": "connection_failed", "hint": f"check that {ghost} is reachable",
+        "message": f"cannot connect to submitter {ghost}", "status": "error"}
+    assert status_of(alpha, "received", ids[0]) == "SUCCEEDED"  # local state first, as the reference
+    bad = ids[2]
+    doc = task_file(alpha, "received", bad)
+    doc["from"] = "not-an-address"
+    (folder / f"{bad}.json").write_text(json.dumps(doc))
+    assert error(alpha, "accept", "--id", bad) == {
+        "code": "invalid_argument", "status": "error",
+        "message": 'invalid from address: invalid address: "not-an-address" (expected N:XXXX.YYYY.YYYY)'}
