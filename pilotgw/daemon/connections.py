@@ -19,6 +19,10 @@ start. Here we add what needs the daemon:
 * coalesced transmission: input marks a connection dirty and one
   ``call_soon`` flushes every dirty connection, so a burst of received
   segments produces one ACK decision and a burst of writes fills segments;
+* local congestion: ``transmit`` returns False when the node's UDP socket
+  refused a packet (ENOBUFS/EAGAIN from a full qdisc or buffer); those
+  packets go back to the stream (:meth:`Connection.send_failed`), which
+  treats them as lost and backs off, instead of them vanishing silently;
 * owner callbacks (an IPC client or a built-in service): ``on_data``,
   ``on_writable``, ``on_closed``; data stays in the stream's receive buffer
   until the owner reads it, which is the backpressure.
@@ -134,7 +138,7 @@ class ConnTable:
         self,
         loop: asyncio.AbstractEventLoop,
         local: Addr,
-        transmit: Callable[[Packet], None],
+        transmit: Callable[[Packet], Optional[bool]],
         *,
         options: StreamOptions,
         large_options: Optional[StreamOptions] = None,
@@ -168,6 +172,8 @@ class ConnTable:
         self._per_source = max(PER_SOURCE_SYN_RATE, syn_rate // 10)
         self._src_buckets: dict[int, TokenBucket] = {}
         self.syn_drops = 0
+        #: Packets the local network stack refused (``transmit`` returned False).
+        self.local_drops = 0
 
     # -- local identity ---------------------------------------------------------
 
@@ -420,10 +426,21 @@ class ConnTable:
         out = stream.packets_to_send(now)
         if out:
             transmit = self.transmit
+            failed = None
             for p in out:
                 if p.flags & FLAG_SYN:
                     self._out(conn, p)
-                else:
+                elif transmit(p) is False:
+                    if failed is None:
+                        failed = []
+                    failed.append(p)
+            if failed is not None:
+                # The local stack refused them (full qdisc or socket buffer):
+                # congestion, answered by the stream now. What it still
+                # sends (ACKs) goes out once; a refusal then is left to timers.
+                self.local_drops += len(failed)
+                stream.send_failed(failed, now)
+                for p in stream.packets_to_send(now):
                     transmit(p)
         event = stream.next_event()
         while event is not None:

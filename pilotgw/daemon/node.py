@@ -309,14 +309,15 @@ class Node:
 
     # ------------------------------------------------------------------ packet path
 
-    def transmit(self, p: pkt.Packet) -> None:
-        """Send one packet we produced (hot path)."""
+    def transmit(self, p: pkt.Packet) -> bool:
+        """Send one packet we produced (hot path); False when the local
+        network stack refused it (the stream treats that as congestion)."""
         data = pkt.encode(p)
         node = p.dst_node
         if node == self.node_id:
             self.loop.call_soon(self.on_packet, pkt.decode(data), node)
-            return
-        self.tunnel.send_packet(node, data)  # type: ignore[union-attr]
+            return True
+        return self.tunnel.send_packet(node, data)  # type: ignore[union-attr]
 
     def on_packet(self, p: pkt.Packet, src_node: int) -> None:
         """An authenticated packet from ``src_node`` (hot path)."""

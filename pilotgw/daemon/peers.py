@@ -210,24 +210,28 @@ class Tunnel:
 
     # -- raw sends -----------------------------------------------------------------
 
-    def _sendto(self, data: bytes, addr: Addr) -> None:
+    def _sendto(self, data: bytes, addr: Addr) -> bool:
+        """False only when the local stack refused the datagram (full
+        socket buffer or qdisc, see :class:`~pilotgw.daemon.endpoint.UdpEndpoint`)."""
         transport = self.transport
         if transport is None:
-            return
+            return True
         try:
-            transport.sendto(data, addr)
-        except OSError as exc:  # pragma: no cover - uvloop reports via error_received
+            return transport.sendto(data, addr) is not False
+        except OSError as exc:  # pragma: no cover - UdpEndpoint reports errors itself
             log.debug("sendto failed", addr=f"{addr[0]}:{addr[1]}", error=str(exc))
+            return True
 
-    def _send_frame(self, peer: Peer, frame: bytes | bytearray) -> None:
+    def _send_frame(self, peer: Peer, frame: bytes | bytearray) -> bool:
         stats = self.stats
         stats.pkts_sent += 1
         stats.bytes_sent += len(frame)
         peer.last_tx = self.loop.time()
         if peer.via_relay and self.beacon is not None:
-            self._sendto(_RELAY_HEAD + _U32X2.pack(self.node_id, peer.node) + frame, self.beacon)
-        elif peer.endpoint is not None:
-            self._sendto(frame, peer.endpoint)
+            return self._sendto(_RELAY_HEAD + _U32X2.pack(self.node_id, peer.node) + frame, self.beacon)
+        if peer.endpoint is not None:
+            return self._sendto(frame, peer.endpoint)
+        return True
 
     def send_beacon(self, msg: bmsg.BeaconMessage) -> None:
         if self.beacon is not None:
@@ -256,25 +260,25 @@ class Tunnel:
             peer = self.peers[node] = Peer(node, crypto.PeerCrypto(self.x25519))
         return peer
 
-    def send_packet(self, node: int, data: bytes) -> None:
-        """Send one encoded Pilot packet to ``node`` (hot path)."""
+    def send_packet(self, node: int, data: bytes) -> bool:
+        """Send one encoded Pilot packet to ``node`` (hot path). False when
+        the local stack refused it (congestion); queued counts as sent."""
         peer = self.peers.get(node)
         if peer is not None and peer.crypto.ready:
-            self._send_frame(peer, peer.crypto.seal(self.node_id, data))
-            return
+            return self._send_frame(peer, peer.crypto.seal(self.node_id, data))
         if not self.encrypt:
             if peer is not None and peer.endpoint is not None:
-                self._send_frame(peer, _PILT + data)
-                return
+                return self._send_frame(peer, _PILT + data)
         if peer is None:
             if sum(1 for p in self.peers.values() if p.pending) >= MAX_PENDING_PEERS:
                 self.stats.drops["pending_peers"] += 1
-                return
+                return True  # no tunnel to congest: the stream's timers retry
             peer = self.peer(node)
         peer.pending.append(data)
         if peer.kx_handle is None and (peer.connecting is None or peer.connecting.done()):
             # Nothing under way (first packet, or an earlier exchange gave up).
             self.start_connect(peer)
+        return True
 
     def drop(self, node: int) -> bool:
         """Forget ``node``'s tunnel: key, endpoint, relay state, queued packets

@@ -60,6 +60,11 @@ class LinkConfig:
     duplicate: float = 0.0
     corrupt: float = 0.0  #: probability one bit of the encoded packet flips
     overhead: int = 0  #: bytes of framing per packet counted against the rate
+    #: IP MTU of the path, or None. With an MTU, a datagram larger than one
+    #: IP packet is fragmented and ``loss`` applies to *each fragment*, as on a
+    #: real lossy link: a 64 KB datagram (45 fragments at MTU 1500) is lost
+    #: with p = 1 - (1 - loss)^45, which is what collapses large segments.
+    mtu: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("loss", "reorder", "duplicate", "corrupt"):
@@ -70,6 +75,15 @@ class LinkConfig:
             raise ValueError("delays must be >= 0")
         if self.bandwidth is not None and self.bandwidth <= 0:
             raise ValueError("bandwidth must be positive")
+        if self.mtu is not None and self.mtu < 68:
+            raise ValueError("mtu must be at least 68 (the IPv4 minimum)")
+
+    def fragments(self, size: int) -> int:
+        """IP packets a ``size``-byte UDP payload takes on this link (1 without an MTU)."""
+        if self.mtu is None:
+            return 1
+        per = (self.mtu - _IP_HEADER) & ~7  # fragment payloads are multiples of 8
+        return -(-(size + _UDP_HEADER) // per)
 
 
 @dataclass
@@ -91,6 +105,8 @@ class LinkStats:
 
 _DELIVER = 0
 _TIMER = 1
+_IP_HEADER = 20
+_UDP_HEADER = 8
 
 
 class LinkSim:
@@ -205,9 +221,12 @@ class LinkSim:
                 return
             depart = (busy if busy > now else now) + size / rate
             self._busy_until[side] = depart
-        if cfg.loss and rng.random() < cfg.loss:
-            st.lost += 1
-            return
+        if cfg.loss:
+            frags = cfg.fragments(size)
+            p_lost = cfg.loss if frags == 1 else 1.0 - (1.0 - cfg.loss) ** frags
+            if rng.random() < p_lost:
+                st.lost += 1
+                return
         item: object = p
         corrupted = False
         if self._wire:

@@ -51,6 +51,7 @@ from pilotgw.overlay.stream.options import WINDOW_UNIT, StreamOptions
 from pilotgw.overlay.stream.reassembly import DROPPED, DUPLICATE, FILLED, IN_ORDER, ReceiveBuffer
 from pilotgw.overlay.stream.recovery import Scoreboard
 from pilotgw.overlay.stream.rtt import RttEstimator
+from pilotgw.overlay.stream.segsize import SegmentSizer
 from pilotgw.overlay.stream.sendbuffer import SendBuffer
 from pilotgw.overlay.stream.stats import StreamStats
 from pilotgw.overlay.stream.seq import MASK, unwrap
@@ -103,7 +104,7 @@ class Connection:
         "_sb",
         "_cc",
         "_rtt",
-        "_mss",
+        "_seg",
         "_no_delay",
         "_peer_wnd",
         "_peer_wnd_bytes",
@@ -117,6 +118,9 @@ class Connection:
         "_probe_due",
         "_probe_backoff",
         "_send_paused",
+        "_hold_until",
+        "_rtos",
+        "_local_drops",
         # receive side
         "_rb",
         "_recv_cap",
@@ -182,7 +186,7 @@ class Connection:
         self._snd_nxt = 0
         self._sendbuf = SendBuffer()
         self._sb = Scoreboard(1)
-        self._mss = options.mss
+        self._seg = SegmentSizer(options.mss, options.min_mss)
         self._cc = new_controller(options.congestion, options.mss, options.initial_window * options.mss)
         self._rtt = RttEstimator(options.initial_rto, options.min_rto, options.max_rto)
         self._no_delay = options.no_delay
@@ -198,6 +202,9 @@ class Connection:
         self._probe_due = False
         self._probe_backoff = options.probe_initial
         self._send_paused = False
+        self._hold_until = -_INF
+        self._rtos = 0
+        self._local_drops = 0
         cap = options.recv_buffer
         self._rb = ReceiveBuffer(1, 2 * cap, cap, 2 * cap)
         self._recv_cap = cap
@@ -301,13 +308,14 @@ class Connection:
         Raises :class:`ValueError` for a size below the current one or above
         what a packet can carry, :class:`StreamStateError` once data was sent
         or the connection is over."""
-        if not self._mss <= mss <= MAX_PAYLOAD:
-            raise ValueError(f"segment size must be {self._mss}..{MAX_PAYLOAD}, not {mss}")
+        seg = self._seg
+        if not seg.maximum <= mss <= MAX_PAYLOAD:
+            raise ValueError(f"segment size must be {seg.maximum}..{MAX_PAYLOAD}, not {mss}")
         if self.segments_sent or self.state not in (_SYN_SENT, _ESTABLISHED):
             raise StreamStateError(f"segment size can change only before data is sent, not in {self.state.name}"
                                    f" after {self.segments_sent} segments")
         opts = self.options
-        self._mss = mss
+        seg.set_maximum(mss)
         self._cc = new_controller(opts.congestion, mss, opts.initial_window * mss)
 
     @property
@@ -385,6 +393,9 @@ class Connection:
             sack_recv=self._sack_recv,
             sack_sent=self._sack_sent,
             dup_acks=self._dup_acks,
+            timeouts=self._rtos,
+            local_drops=self._local_drops,
+            segment_size=self._seg.size,
         )
 
     def next_event(self) -> Event | None:
@@ -407,6 +418,8 @@ class Connection:
             t = self._t_grace
         if self._t_timewait < t:
             t = self._t_timewait
+        if self._hold_until != -_INF and self._hold_until < t:
+            t = self._hold_until
         if self.state in SYNCHRONIZED:
             ka = self._last_send + self._keepalive
             if ka < t:
@@ -424,6 +437,8 @@ class Connection:
         if now >= self._t_ack:
             self._t_ack = _INF
             self._ack_now = True
+        if now >= self._hold_until:
+            self._hold_until = -_INF  # the next packets_to_send resumes sending
         if now >= self._t_rtx:
             self._on_rtx_timer(now)
         if now >= self._t_persist:
@@ -483,6 +498,8 @@ class Connection:
                     return
                 flight = self._snd_nxt - self._snd_una
                 sb.mark_all_lost()
+                self._rtos += 1
+                self._shrink()
                 self._cc.on_timeout(now, flight)
                 self._in_recovery = True
                 self._recovery_point = self._snd_nxt
@@ -587,12 +604,24 @@ class Connection:
         if r >= 0.0:
             rtt.sample(r)
             self._pto = 2 * rtt.srtt
+        if delivered:
+            # The path works: forget the timeout backoff at once rather than
+            # at the next Karn-safe sample, which after a timeout may be many
+            # round trips away (every segment in flight is a retransmission).
+            # Otherwise the next lost tail waits out a doubled timeout, and a
+            # few in a row stall the stream for tens of seconds (as QUIC
+            # resets its PTO backoff on any acknowledgement).
+            rtt.backoff = 0
         if advanced:
             self._snd_una = ack
             self._rto_retries = 0
             self._tlp_used = False
             if self._in_recovery and ack >= self._recovery_point:
                 self._in_recovery = False
+            seg = self._seg
+            if ack >= seg.mark and not self._in_recovery:
+                seg.on_round(self._snd_nxt)
+                self._cc.mss = seg.size
             self._rto_deadline = now + rtt.current_rto() if sb.outstanding else _INF
             if self._send_paused and self._sendbuf.size + self._snd_nxt - ack < self.options.send_buffer // 2:
                 self._send_paused = False
@@ -616,7 +645,46 @@ class Connection:
         if lost and not self._in_recovery:
             self._in_recovery = True
             self._recovery_point = self._snd_nxt
+            self._shrink()
             self._cc.on_congestion(now, self._snd_nxt - self._snd_una)
+
+    def _shrink(self) -> None:
+        """A loss episode: new segments get smaller (see :mod:`.segsize`)."""
+        seg = self._seg
+        seg.on_loss(self._snd_nxt)
+        self._cc.mss = seg.size
+
+    def send_failed(self, packets: list[Packet], now: float) -> None:
+        """The owner could not hand ``packets`` (from :meth:`packets_to_send`)
+        to the network: the local queue refused them (``sendto`` failed with
+        ENOBUFS/EAGAIN, e.g. a full qdisc).
+
+        That is congestion at our own doorstep, so it is treated as a loss
+        episode now, not after a round trip: the data segments among them are
+        marked lost (they will be resent, identical, when the window allows),
+        the congestion window is reduced once per episode, and nothing but
+        ACKs is sent for a short hold (a quarter of the smoothed RTT, at
+        least 1 ms) so the queue can drain. Call :meth:`packets_to_send`
+        afterwards (ACKs may be owed); the hold is in :meth:`next_timer`."""
+        sb = self._sb
+        una = self._snd_una
+        lost = 0
+        for p in packets:
+            if p.protocol != PROTO_STREAM or p.flags != _ACK or not p.payload or self.state not in SENDING:
+                continue
+            start = unwrap(p.seq, una)
+            if sb.mark_unsent(start, now):
+                lost += 1
+        if not lost:
+            return
+        self._local_drops += lost
+        if not self._in_recovery:
+            self._in_recovery = True
+            self._recovery_point = self._snd_nxt
+            self._shrink()
+            self._cc.on_congestion(now, self._snd_nxt - self._snd_una)
+        srtt = self._rtt.srtt
+        self._hold_until = now + (srtt / 4 if srtt > 0.004 else 0.001)
 
     def _set_peer_window(self, w: int) -> None:
         if w and not self._peer_wnd:
@@ -785,9 +853,16 @@ class Connection:
         dport = self._dst_port
         n_before = len(out)
         sent_new = False
+        held = False
+        if self._hold_until != -_INF:
+            # After a local send failure: only ACKs until the hold ends.
+            if now < self._hold_until:
+                held = True
+            else:
+                self._hold_until = -_INF
 
         # 1. Segments declared lost, lowest first, within the congestion window.
-        if sb.lost:
+        if sb.lost and not held:
             while sb.pipe < cc.cwnd:
                 seg = sb.pop_lost()
                 if seg is None:
@@ -798,9 +873,9 @@ class Connection:
         # 2. New data, within congestion window, peer window (bytes and
         #    segments, T-D8), and Nagle.
         sendbuf = self._sendbuf
-        if sendbuf.size:
+        if sendbuf.size and not held:
             if self._peer_wnd:
-                mss = self._mss
+                mss = self._seg.size
                 nagle = not (self._no_delay or self._close_requested)
                 limit = self._snd_una + self._peer_wnd_bytes
                 max_segs = self._peer_wnd
@@ -841,7 +916,7 @@ class Connection:
             self._t_persist = now + self._probe_backoff
             self._probe_backoff = min(self._probe_backoff * 2, self.options.probe_max)
         # 3. Tail-loss probe: resend the highest unSACKed segment.
-        if self._tlp_due:
+        if self._tlp_due and not held:
             self._tlp_due = False
             seg = sb.last_unsacked()
             if seg is not None and len(out) == n_before:

@@ -15,6 +15,11 @@ from pilotgw.overlay.packet import MAX_PAYLOAD
 WINDOW_UNIT = 4096
 #: Largest segment a reference peer is known to accept and the default.
 REFERENCE_MSS = 4096
+#: A segment whose datagram fits one IP packet on an Ethernet path (MTU 1500):
+#: 1500 - IPv6 40 - UDP 8 - PILS framing 36 - relay head 9 - Pilot header 34
+#: = 1373, rounded down. Larger segments are IP-fragmented, and a datagram is
+#: lost when any of its fragments is, so under loss we shrink towards this.
+MTU_MSS = 1360
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +29,9 @@ class StreamOptions:
     #: Largest data payload we send. 4096 to reference peers; the daemon may
     #: raise it (up to 65535) only where the peer is known to accept it.
     mss: int = REFERENCE_MSS
+    #: Smallest segment the loss-adaptive sizing shrinks to (see
+    #: :mod:`.segsize`); equal to ``mss`` turns the adaptation off.
+    min_mss: int = MTU_MSS
     #: Disable Nagle: send sub-MSS segments even while data is unacknowledged.
     no_delay: bool = False
     #: Receive buffer (unread in-order bytes). Advertised as free space in
@@ -73,6 +81,8 @@ class StreamOptions:
     def __post_init__(self) -> None:
         if not 1 <= self.mss <= MAX_PAYLOAD:
             raise ValueError(f"mss must be 1..{MAX_PAYLOAD}, not {self.mss}")
+        if not 1 <= self.min_mss:
+            raise ValueError(f"min_mss must be positive, not {self.min_mss}")
         if self.recv_buffer < WINDOW_UNIT:
             raise ValueError(f"recv_buffer must be at least {WINDOW_UNIT} bytes")
         if self.ack_every < 1 or self.initial_window < 1 or self.send_buffer < 1:

@@ -105,6 +105,22 @@ class Scoreboard:
         seg.tx += 1
         self.xmit.append((seg, seg.tx))
 
+    def mark_unsent(self, start: int, now: float) -> bool:
+        """The copy of the segment starting at ``start`` that was sent at
+        ``now`` never left this host (the local queue refused it): it is lost
+        at once. Returns whether such a segment was in flight."""
+        segs = self.segs
+        k = bisect_right(segs, start, self.head, len(segs), key=_start) - 1
+        if k < self.head:
+            return False
+        seg = segs[k]
+        if seg.start != start or seg.state != IN_FLIGHT or seg.sent_at != now:
+            return False
+        seg.state = LOST
+        self.pipe -= seg.end - seg.start
+        self.lost.append(seg)
+        return True
+
     def pop_lost(self) -> Segment | None:
         """The next segment waiting for retransmission, removed from the queue."""
         lost = self.lost

@@ -57,3 +57,9 @@ class StreamStats:
     sack_sent: int
     #: Pure ACKs received that acknowledged nothing new while data was outstanding.
     dup_acks: int
+    #: Retransmission timeouts that fired with data outstanding.
+    timeouts: int = 0
+    #: Data segments the local network stack refused (``send_failed``).
+    local_drops: int = 0
+    #: Size of new segments now (loss-adaptive, see ``segsize``).
+    segment_size: int = 0

@@ -19,6 +19,9 @@ class CongestionController(Protocol):
     #: Congestion window: the sender keeps ``pipe < cwnd``.
     cwnd: int
     ssthresh: int
+    #: Segment size in bytes; the connection updates it when the loss-adaptive
+    #: sizing changes the size of new segments.
+    mss: int
 
     def on_ack(self, delivered: int, now: float, rtt: float) -> None:
         """``delivered`` bytes newly acknowledged or SACKed outside recovery,

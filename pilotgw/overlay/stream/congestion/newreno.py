@@ -11,12 +11,14 @@ from __future__ import annotations
 
 
 class NewReno:
-    __slots__ = ("cwnd", "ssthresh", "_mss", "_acc")
+    __slots__ = ("cwnd", "ssthresh", "mss", "_acc")
 
     def __init__(self, mss: int, initial_window: int) -> None:
+        #: The sender's current segment size (it may change under loss, see
+        #: :mod:`..segsize`): the growth step and the floors.
         self.cwnd = initial_window
         self.ssthresh = 1 << 62
-        self._mss = mss
+        self.mss = mss
         self._acc = 0
 
     def on_ack(self, delivered: int, now: float, rtt: float) -> None:
@@ -26,16 +28,16 @@ class NewReno:
         self._acc += delivered
         if self._acc >= self.cwnd:
             self._acc -= self.cwnd
-            self.cwnd += self._mss
+            self.cwnd += self.mss
 
     def on_congestion(self, now: float, flight: int) -> None:
         base = flight if flight < self.cwnd else self.cwnd
-        self.ssthresh = max(base // 2, 2 * self._mss)
+        self.ssthresh = max(base // 2, 2 * self.mss)
         self.cwnd = self.ssthresh
         self._acc = 0
 
     def on_timeout(self, now: float, flight: int) -> None:
         base = flight if flight < self.cwnd else self.cwnd
-        self.ssthresh = max(base // 2, 2 * self._mss)
-        self.cwnd = self._mss
+        self.ssthresh = max(base // 2, 2 * self.mss)
+        self.cwnd = self.mss
         self._acc = 0
