@@ -65,6 +65,11 @@ class LinkConfig:
     #: real lossy link: a 64 KB datagram (45 fragments at MTU 1500) is lost
     #: with p = 1 - (1 - loss)^45, which is what collapses large segments.
     mtu: int | None = None
+    #: The bottleneck is the sender's own interface (a tc qdisc there): a
+    #: packet the full queue cannot take is refused back to the sender --
+    #: ``sendto`` failing with ENOBUFS -- through its ``send_failed(packets,
+    #: now)`` instead of vanishing. Needs ``queue``.
+    refuse: bool = False
 
     def __post_init__(self) -> None:
         for name in ("loss", "reorder", "duplicate", "corrupt"):
@@ -75,6 +80,8 @@ class LinkConfig:
             raise ValueError("delays must be >= 0")
         if self.bandwidth is not None and self.bandwidth <= 0:
             raise ValueError("bandwidth must be positive")
+        if self.refuse and self.queue is None:
+            raise ValueError("refuse needs a bottleneck queue")
         if self.mtu is not None and self.mtu < 68:
             raise ValueError("mtu must be at least 68 (the IPv4 minimum)")
 
@@ -94,6 +101,7 @@ class LinkStats:
     delivered: int = 0  #: packets handed to the far endpoint
     lost: int = 0  #: dropped by random loss
     queue_drops: int = 0  #: dropped because the bottleneck queue was full
+    refused: int = 0  #: refused back to the sender (``refuse``) because the queue was full
     reordered: int = 0
     duplicated: int = 0
     corrupted: int = 0  #: corrupted copies put on the link (a bit flipped)
@@ -176,10 +184,17 @@ class LinkSim:
         Event handlers may call the endpoint again; their output is sent too."""
         ep = self.endpoints[side]
         now = self.now
+        retried = False
         while True:
             pkts = ep.packets_to_send(now)
-            for p in pkts:
-                self._transmit(side, p)
+            refused = [p for p in pkts if not self._transmit(side, p)]
+            if refused:
+                self.stats[side].refused += len(refused)
+                send_failed = getattr(ep, "send_failed", None)
+                if send_failed is not None and not retried:
+                    retried = True  # what it sends next (ACKs) goes once
+                    send_failed(refused, now)
+                    continue
             handled = False
             ev = ep.next_event()
             while ev is not None:
@@ -204,7 +219,8 @@ class LinkSim:
         self._order += 1
         heapq.heappush(self._heap, (t, self._order, kind, side, item))
 
-    def _transmit(self, side: int, p: Packet) -> None:
+    def _transmit(self, side: int, p: Packet) -> bool:
+        """Put ``p`` on the link; False when the sender's queue refused it."""
         cfg = self.links[side]
         st = self.stats[side]
         rng = self._rng
@@ -217,8 +233,10 @@ class LinkSim:
             busy = self._busy_until[side]
             backlog = (busy - now) * rate if busy > now else 0.0
             if cfg.queue is not None and backlog + size > cfg.queue:
+                if cfg.refuse:
+                    return False
                 st.queue_drops += 1
-                return
+                return True
             depart = (busy if busy > now else now) + size / rate
             self._busy_until[side] = depart
         if cfg.loss:
@@ -226,7 +244,7 @@ class LinkSim:
             p_lost = cfg.loss if frags == 1 else 1.0 - (1.0 - cfg.loss) ** frags
             if rng.random() < p_lost:
                 st.lost += 1
-                return
+                return True
         item: object = p
         corrupted = False
         if self._wire:
@@ -249,6 +267,7 @@ class LinkSim:
             st.duplicated += 1
             st.corrupted += corrupted  # the copy carries the same flipped bit
             self._push(arrive + rng.uniform(0.0, cfg.reorder_delay), _DELIVER, target, item)
+        return True
 
     def _deliver(self, side: int, item: object) -> None:
         st = self.stats[1 - side]

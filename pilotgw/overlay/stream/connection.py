@@ -620,7 +620,7 @@ class Connection:
                 self._in_recovery = False
             seg = self._seg
             if ack >= seg.mark and not self._in_recovery:
-                seg.on_round(self._snd_nxt)
+                seg.on_clean(self._snd_nxt)
                 self._cc.mss = seg.size
             self._rto_deadline = now + rtt.current_rto() if sb.outstanding else _INF
             if self._send_paused and self._sendbuf.size + self._snd_nxt - ack < self.options.send_buffer // 2:

@@ -66,10 +66,11 @@ class Result:
         return hashlib.sha256(self.received).hexdigest() == self.sent_digest
 
 
-def transfer(size: int, fwd: LinkConfig, back: LinkConfig | None = None, seed: int = 1, reader=None) -> Result:
+def transfer(size: int, fwd: LinkConfig, back: LinkConfig | None = None, seed: int = 1, reader=None,
+             options: StreamOptions | None = None, until: float = 600.0) -> Result:
     data = (bytes(range(251)) * (size // 251 + 1))[:size]
-    client = Connection.dial(A, B, 0.0)
-    server = Responder()
+    client = Connection.dial(A, B, 0.0, options)
+    server = Responder(options)
     got = bytearray()
     state = {"est": None, "end": None}
     marks: dict[int, float] = {}
@@ -98,7 +99,7 @@ def transfer(size: int, fwd: LinkConfig, back: LinkConfig | None = None, seed: i
     sim = LinkSim(client, server, fwd, back, seed=seed, on_event=on_event)
     box.append(sim)
     sim.start()
-    sim.run(until=600.0, stop=lambda: state["end"] is not None)
+    sim.run(until=until, stop=lambda: state["end"] is not None)
     return Result(bytes(got), hashlib.sha256(data).hexdigest(), state["est"], marks, state["end"] or -1, errors, client, sim)
 
 
@@ -167,3 +168,63 @@ def test_same_seed_same_run():
     a = transfer(1 * MiB, cfg, cfg, seed=11)
     b = transfer(1 * MiB, cfg, cfg, seed=11)
     assert a.exact and (a.finished_at, a.client.retransmitted) == (b.finished_at, b.client.retransmitted)
+
+
+# -- what the netns lab showed and the first simulator missed ------------------
+
+#: Segments as large as the daemon negotiates between pilotgw nodes.
+LARGE = StreamOptions(mss=65424, recv_buffer=16 << 20, send_buffer=8 << 20, initial_window=16)
+#: A LAN-like path: 1 Gbit/s, 0.5 ms RTT, MTU 1500, Pilot+PILS+UDP framing.
+LAN = dict(delay=0.00025, bandwidth=1e9, mtu=1500, overhead=64)
+
+
+def test_large_segments_shrink_under_per_fragment_loss_instead_of_stalling():
+    # 2 % loss per IP packet: a 65424-byte segment (45 fragments) is lost
+    # 60 % of the time. With the sizes fixed the stream collapses (the lab's
+    # "no progress"); adaptive, it shrinks to MTU-sized segments and goes on.
+    fwd, back = LinkConfig(**LAN, loss=0.02), LinkConfig(delay=0.00025, mtu=1500, loss=0.02)
+    fixed = transfer(4 * MiB, fwd, back, seed=5, options=StreamOptions(**{**_fields(LARGE), "min_mss": 65424}),
+                     until=20.0)
+    adaptive = transfer(4 * MiB, fwd, back, seed=5, options=LARGE, until=20.0)
+    print(f"\nper-fragment 2 % loss, 4 MiB: fixed 64 KB segments {len(fixed.received)} bytes, done at {fixed.finished_at:.2f} s; "
+          f"adaptive done in {adaptive.finished_at:.2f} s, {adaptive.client.stats()}")
+    assert adaptive.exact and not adaptive.errors and adaptive.finished_at < 0.5
+    # The simulator reproduces the collapse: fixed sizes are many times slower.
+    assert fixed.finished_at < 0 or fixed.finished_at > 10 * adaptive.finished_at
+
+
+def _fields(o: StreamOptions) -> dict:
+    return {f: getattr(o, f) for f in o.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("queue_kib", [96, 192, 384])
+def test_a_tbf_like_queue_that_drops_bursts_causes_no_stall(queue_kib):
+    # A 200 Mbit/s access link with a shallow queue: slow start and every
+    # growth phase overflow it and lose a burst of (fragmented) segments,
+    # retransmissions included. Recovery must stay quick: no chain of
+    # backed-off timeouts (the lab's 36 s instead of 2.85 s).
+    rate = 200e6
+    fwd = LinkConfig(delay=0.0002, bandwidth=rate, queue=queue_kib * 1024, mtu=1500, overhead=64)
+    r = transfer(16 * MiB, fwd, LinkConfig(delay=0.0002), seed=1, options=LARGE, until=60.0)
+    ideal = 16 * MiB * 8 / rate
+    st = r.client.stats()
+    print(f"\ntbf-like queue {queue_kib} KiB: {r.finished_at:.2f} s (ideal {ideal:.2f}), {r.sim.stats[0].queue_drops} queue drops, "
+          f"{st.retransmits} retransmissions, {st.timeouts} timeouts")
+    assert r.exact and not r.errors
+    assert r.sim.stats[0].queue_drops > 0
+    assert r.finished_at < 1.5 * ideal and st.timeouts <= 2
+
+
+def test_sends_refused_by_a_full_local_queue_are_resent_promptly():
+    # The bottleneck is our own interface: sendto fails (ENOBUFS) instead of
+    # the packet vanishing. The refused segments are resent from the
+    # connection's scoreboard without waiting for loss detection or a timeout.
+    rate = 100e6
+    fwd = LinkConfig(delay=0.0002, bandwidth=rate, queue=128 * 1024, refuse=True, overhead=64)
+    r = transfer(16 * MiB, fwd, LinkConfig(delay=0.0002), seed=4, options=LARGE, until=60.0)
+    ideal = 16 * MiB * 8 / rate
+    st = r.client.stats()
+    print(f"\nrefused sends: {r.finished_at:.2f} s (ideal {ideal:.2f}), {r.sim.stats[0].refused} refused, {st}")
+    assert r.exact and not r.errors
+    assert r.sim.stats[0].refused > 0 and st.local_drops > 0 and r.sim.stats[0].queue_drops == 0
+    assert r.finished_at < 1.25 * ideal and st.timeouts <= 1
