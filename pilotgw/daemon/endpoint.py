@@ -16,6 +16,14 @@ success unless ``IP_RECVERR`` is set, and only counts it in ``netstat -su``
 sends on the socket directly and returns False when the local stack refused
 the datagram (ENOBUFS, EAGAIN), which the connection table feeds to the
 stream's congestion response (:meth:`Connection.send_failed`).
+
+``IP_RECVERR`` also queues every ICMP error on the socket's error queue, and
+the socket polls as in error for as long as that queue is not empty. When a
+``sendto`` (rather than the loop's ``recvmsg``) collected the pending error,
+nothing would empty it: the stock loop then spins and uvloop crashes
+(SIGSEGV) on the next poll. So the queue is drained wherever a pending error
+surfaces: in :meth:`UdpEndpoint.sendto` and in
+:meth:`TunnelProtocol.error_received`.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ _IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 _IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 #: The local stack refused the datagram for lack of room: congestion here.
 _CONGESTED = frozenset((errno.ENOBUFS, errno.EAGAIN, errno.EWOULDBLOCK))
+_MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+_DRAIN_MAX = 256
 
 Addr = tuple[str, int]
 
@@ -44,9 +54,11 @@ Addr = tuple[str, int]
 class TunnelProtocol(asyncio.DatagramProtocol):
     """Feeds received datagrams to ``on_datagram(data, addr)``."""
 
-    def __init__(self, on_datagram: Callable[[bytes, Addr], None]) -> None:
+    def __init__(self, on_datagram: Callable[[bytes, Addr], None], errors: socket.socket | None = None) -> None:
         self.on_datagram = on_datagram
         self.transport: asyncio.DatagramTransport | None = None
+        #: The socket whose error queue :meth:`error_received` empties.
+        self.errors = errors
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -58,6 +70,17 @@ class TunnelProtocol(asyncio.DatagramProtocol):
         # ICMP errors (a peer's port closed) surface here on Linux; the
         # stream and key-exchange timers deal with the consequence.
         log.debug("udp error", error=str(exc))
+        if self.errors is not None:
+            drain_error_queue(self.errors)
+
+
+def drain_error_queue(sock: socket.socket) -> None:
+    """Discard the ICMP errors ``IP_RECVERR`` queued (see the module doc)."""
+    for _ in range(_DRAIN_MAX):
+        try:
+            sock.recvmsg(1, 512, _MSG_ERRQUEUE)
+        except OSError:  # EAGAIN: empty
+            return
 
 
 def _set_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
@@ -93,6 +116,7 @@ class UdpEndpoint:
             if exc.errno in _CONGESTED:
                 self.refused += 1
                 return False
+            drain_error_queue(self._sock)
             if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN):
                 # An ICMP error for an earlier datagram (IP_RECVERR) is
                 # reported by the next call, which then sent nothing.
@@ -101,6 +125,7 @@ class UdpEndpoint:
                     return True
                 except OSError as again:
                     exc = again
+                    drain_error_queue(self._sock)
                     if exc.errno in _CONGESTED:
                         self.refused += 1
                         return False
@@ -149,7 +174,7 @@ async def open_endpoint(
         sock.close()
         raise
     try:
-        transport, protocol = await loop.create_datagram_endpoint(lambda: TunnelProtocol(on_datagram), sock=sock)
+        transport, protocol = await loop.create_datagram_endpoint(lambda: TunnelProtocol(on_datagram, sender), sock=sock)
     except BaseException:
         sender.close()
         sock.close()
