@@ -66,11 +66,12 @@ def _sendfile(*args: str, quick_args: tuple[str, ...] | None, size: str, quick_s
     )
 
 
-def _lab_program(script: str, loss: float, mib: int, quick_mib: int) -> Program:
+def _lab_program(which: str, loss: float, mib: int, quick_mib: int) -> Program:
+    """One row of ``lab_sendfile.py``: ``which`` is "pilot" or "tcp" (the baseline)."""
     return Program(
-        script,
-        ("--mib", str(mib), "--loss", f"{loss:g}", "--json"),
-        ("--mib", str(quick_mib), "--loss", f"{loss:g}", "--json"),
+        "benchmarks/lab_sendfile.py",
+        ("--only", which, "--mib", str(mib), "--loss", f"{loss:g}", "--json"),
+        ("--only", which, "--mib", str(quick_mib), "--loss", f"{loss:g}", "--json"),
         size=f"{_size(mib)}, MTU 1500, {loss:g} % loss",
         quick_size=f"{_size(quick_mib)}, MTU 1500, {loss:g} % loss",
         needs_root=True,
@@ -169,17 +170,17 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "lab",
-        _lab_program("benchmarks/lab_throughput.py", 0, 256, 64),
+        _lab_program("pilot", 0, 256, 64),
         (Metric("throughput", "MB/s", "mb_per_s", "mb_per_s", Goal(">=", 100)),),
-        baseline=_lab_program("benchmarks/lab_tcp.py", 0, 256, 64),
+        baseline=_lab_program("tcp", 0, 256, 64),
         baseline_label="plain TCP across the same lab path",
         note="netns NAT lab, port-restricted NAT",
     ),
     Scenario(
         "lab-loss2",
-        _lab_program("benchmarks/lab_throughput.py", 2, 128, 32),
+        _lab_program("pilot", 2, 128, 32),
         (Metric("throughput", "MB/s", "mb_per_s", "mb_per_s"),),
-        baseline=_lab_program("benchmarks/lab_tcp.py", 2, 128, 32),
+        baseline=_lab_program("tcp", 2, 128, 32),
         baseline_label="plain TCP across the same lab path",
         note="2 % random loss on the sender's uplink",
     ),

@@ -15,6 +15,14 @@ from pilotgw.overlay.packet import MAX_PAYLOAD
 WINDOW_UNIT = 4096
 #: Largest segment a reference peer is known to accept and the default.
 REFERENCE_MSS = 4096
+#: A segment whose datagram fits one IP packet on an Ethernet path (MTU 1500):
+#: 1500 - IPv6 40 - UDP 8 - PILS framing 36 - relay head 9 - Pilot header 34
+#: = 1373, rounded down. Larger segments are IP-fragmented, and under loss
+#: fragmentation hurts twice: a datagram is lost when any fragment is, and
+#: every lost fragment leaves its siblings in the receiver's (and a NAT's)
+#: reassembly queue for 30 s; once that memory (``ipfrag_high_thresh``) is
+#: full, *every* fragmented datagram is dropped -- the lab's stalls.
+MTU_MSS = 1360
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +33,8 @@ class StreamOptions:
     #: raise it (up to 65535) only where the peer is known to accept it.
     mss: int = REFERENCE_MSS
     #: Smallest segment the loss-adaptive sizing shrinks to (see
-    #: :mod:`.segsize`); at or above ``mss`` the adaptation is off. The
-    #: reference size by default: under random loss a datagram's loss grows
-    #: with its fragment count n but throughput with the size (Mathis:
-    #: size / sqrt(loss)), so 3-fragment 4096-byte segments beat MTU-sized
-    #: ones, and cost a third of the per-segment CPU. Only the collapse of
-    #: 45-fragment segments needs avoiding.
-    min_mss: int = REFERENCE_MSS
+    #: :mod:`.segsize`); at or above ``mss`` the adaptation is off.
+    min_mss: int = MTU_MSS
     #: Disable Nagle: send sub-MSS segments even while data is unacknowledged.
     no_delay: bool = False
     #: Receive buffer (unread in-order bytes). Advertised as free space in

@@ -16,7 +16,7 @@ import pytest
 from pilotgw.overlay.linksim import LinkConfig, LinkSim
 from pilotgw.overlay.stream.connection import Connection
 from pilotgw.overlay.stream.events import DataReceived, Established, StreamEnded, StreamError
-from pilotgw.overlay.stream.options import StreamOptions
+from pilotgw.overlay.stream.options import REFERENCE_MSS, StreamOptions
 
 from .stream_helpers import A, B
 
@@ -114,10 +114,15 @@ IMPAIRMENTS = {
 }
 
 
+#: These links do not fragment (no MTU), so segments smaller than the
+#: reference size would only cost throughput: loss-adaptive sizing off.
+NO_FRAGMENTS = StreamOptions(min_mss=REFERENCE_MSS)
+
+
 @pytest.mark.parametrize("name", list(IMPAIRMENTS))
 def test_16_mib_arrive_byte_exact(name):
     cfg = IMPAIRMENTS[name]
-    r = transfer(16 * MiB, cfg, cfg, seed=7)
+    r = transfer(16 * MiB, cfg, cfg, seed=7, options=NO_FRAGMENTS)
     fwd = r.sim.stats[0]
     print(f"\n{name}: {r.finished_at:.2f} s simulated, {r.client.retransmitted} retransmissions, link {fwd}")
     assert r.exact and not r.errors
