@@ -175,8 +175,7 @@ def status(
             errors.append(exc)
             pilot = None
         if pilot is not None:
-            kinds = {n.name: n.nat for n in layout.nodes if n.nat is not None}
-            info["pilot"] = describe(pilot, layout, kinds) if lab_id is not None else pilot.to_json()
+            info["pilot"] = describe(pilot) if lab_id is not None else pilot.to_json()
         labs.append(info)
     if as_json:
         print(json.dumps({"labs": labs, "orphans": orphans, "errors": [str(e) for e in errors]}))

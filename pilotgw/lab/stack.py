@@ -39,7 +39,6 @@ from pilotgw.lab import state
 from pilotgw.lab.errors import LabError
 from pilotgw.lab.lab import Lab
 from pilotgw.lab.node import Node
-from pilotgw.lab.topology import Layout, NatKind
 
 REGISTRY_PORT = 9000
 BEACON_PORT = 9001
@@ -144,21 +143,19 @@ class StackRecord:
         os.replace(tmp, path)
 
 
-def classify(peer: dict[str, Any], beacon: str, punched: bool = False) -> str:
+def classify(peer: dict[str, Any], beacon: str) -> str:
     """The path of one ``peer_list`` entry of a daemon's Info.
 
-    A daemon that reports ``path`` is believed. Otherwise the endpoint
-    tells relay (the beacon's address: frames go wrapped through it) from
-    direct; ``punched`` is then the caller's knowledge that both ends
-    filter unsolicited traffic, so a working direct path must have been
-    punched open.
+    The daemon's own ``path`` is believed: only it knows whether it punched
+    the hole its direct path runs through (a NAT's kind cannot tell: a punch
+    towards a directly reachable peer may still be what opened the path). An
+    entry without a valid one (a daemon that does not report it) is told by
+    its endpoint: the beacon's address means relay, anything else direct.
     """
     reported = peer.get("path")
     if isinstance(reported, str) and reported in PATHS:
         return reported
-    if peer.get("endpoint") == beacon:
-        return "relay"
-    return "punched" if punched else "direct"
+    return "relay" if peer.get("endpoint") == beacon else "direct"
 
 
 class Stack:
@@ -500,33 +497,19 @@ class Stack:
                 return p
         return None
 
-    def _nat_kinds(self) -> dict[str, NatKind]:
-        return {n.name: self.lab.nat_kind(n.name) for n in self.lab.nodes.values() if n.role == "nat"}
-
     def path(self, a: str, b: str) -> str | None:
         """How ``a`` reaches ``b`` now (see :data:`PATHS`); None if ``a`` has no keyed tunnel to it."""
         entry = self.peer_entry(a, b)
         if entry is None or not entry.get("authenticated"):
             return None
-        return classify(entry, self.beacon, punched=needs_punch(self.lab.layout, self._nat_kinds(), a, b))
+        return classify(entry, self.beacon)
 
     def describe(self) -> dict[str, Any]:
         """Every agent with its node id, address, socket and the path to each peer."""
-        return describe(self.record, self.lab.layout, self._nat_kinds())
+        return describe(self.record)
 
 
-def needs_punch(layout: Layout, nat_kinds: dict[str, NatKind], a: str, b: str) -> bool:
-    """True when hosts ``a`` and ``b`` both sit behind NATs that filter
-    unsolicited inbound traffic, so a direct path between them was punched open."""
-
-    def filters(name: str) -> bool:
-        node = layout.node(name)
-        return node.role == "private" and nat_kinds.get(node.upstream) is not NatKind.FULL_CONE
-
-    return filters(a) and filters(b)
-
-
-def describe(record: StackRecord, layout: Layout, nat_kinds: dict[str, NatKind]) -> dict[str, Any]:
+def describe(record: StackRecord) -> dict[str, Any]:
     """``record`` plus, per agent, its live Info: each keyed peer with its path.
 
     An agent whose daemon does not answer gets an ``error`` instead.
@@ -543,9 +526,7 @@ def describe(record: StackRecord, layout: Layout, nat_kinds: dict[str, NatKind])
         for p in peers:
             if not p.get("authenticated"):
                 continue
-            other = by_node.get(int(p.get("node_id", 0)), "")
-            punched = bool(other) and needs_punch(layout, nat_kinds, name, other)
-            rows.append({"node_id": p.get("node_id"), "agent": other, "endpoint": p.get("endpoint", ""),
-                         "path": classify(p, record.beacon, punched=punched)})
+            rows.append({"node_id": p.get("node_id"), "agent": by_node.get(int(p.get("node_id", 0)), ""),
+                         "endpoint": p.get("endpoint", ""), "path": classify(p, record.beacon)})
         out["agents"][name]["peers"] = rows
     return out

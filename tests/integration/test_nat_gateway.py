@@ -46,11 +46,13 @@ def curl(stack: Stack, url: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("agent,path", [("bob", "direct"), ("carol", "relay")])
-def test_curl_through_the_gateway_reaches_the_agent(deployment, agent: str, path: str) -> None:  # type: ignore[no-untyped-def]
+# bob's full cone accepts anyone (a punch may still race the first reply);
+# carol's symmetric NAT leaves only the relay.
+@pytest.mark.parametrize("agent,paths", [("bob", {"direct", "punched"}), ("carol", {"relay"})], ids=["bob", "carol"])
+def test_curl_through_the_gateway_reaches_the_agent(deployment, agent: str, paths: set[str]) -> None:  # type: ignore[no-untyped-def]
     stack, ips, pages = deployment
     assert curl(stack, f"http://{ips[agent]}/") == pages[agent]
-    assert stack.path("gw", agent) == path
+    assert stack.path("gw", agent) in paths
 
 
 def test_mappings_are_the_first_ips_of_the_subnet(deployment) -> None:  # type: ignore[no-untyped-def]

@@ -7,18 +7,20 @@ of kinds one host of the first dials the echo port of a host of the second
 (every host pair is used once, so no tunnel exists before its dial), and
 both daemons' Info must then show the path the NAT kinds allow:
 
-* listener public or behind a full cone: **direct** (it accepts anyone);
-* listener behind a port-restricted NAT: **punched** -- its NAT lets the
-  dialler in only after the beacon's PunchCommand made it send first --
-  unless the dialler is behind a symmetric NAT (it reaches the listener from
-  a port the punch never learnt): **relay**;
+* listener public or behind a full cone: **direct** or **punched** -- it
+  accepts anyone, but the beacon's PunchCommand may still reach the dialler
+  before the listener's first reply, and the daemon reports ``punched``
+  whenever it punched the endpoint before an authenticated frame came back;
+* listener behind a port-restricted NAT: exactly **punched** -- its NAT lets
+  the dialler in only after the PunchCommand made it send first -- unless
+  the dialler is behind a symmetric NAT (it reaches the listener from a port
+  the punch never learnt): **relay**;
 * listener behind a symmetric NAT: **relay** (the registered port only
   admits the beacon).
 
-The daemon's Info tells relay from not-relay (the endpoint is the beacon);
-"punched" is checked as "not relay, and the endpoint is the listener NAT's
-public address". The ``path`` field we asked the daemon for is checked
-separately (xfail until it exists).
+The path is the daemon's own ``path`` field of its Info ``peer_list``; it is
+cross-checked against the entry's endpoint (the beacon for relay, else the
+listener NAT's public address) and ``relay`` flag.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ ORDER = ("pub", "fc", "pr", "sym")
 STAGGER = 0.15
 
 
-def expected(dialer: str, listener: str) -> str:
+def expected(dialer: str, listener: str) -> set[str]:
+    """The paths the NAT kinds allow from a ``dialer`` to a ``listener`` kind."""
     if listener in ("pub", "fc"):
-        return "direct"
+        return {"direct", "punched"}
     if listener == "pr":
-        return "relay" if dialer == "sym" else "punched"
-    return "relay"
+        return {"relay"} if dialer == "sym" else {"punched"}
+    return {"relay"}
 
 
 def pairs() -> list[tuple[str, str]]:
@@ -116,13 +119,16 @@ def public_ip(stack: Stack, host: str) -> str:
 
 
 def observed(stack: Stack, a: str, b: str) -> str:
-    """relay / punched / direct as seen in ``a``'s Info about ``b``."""
+    """The path ``a``'s daemon reports for ``b``, checked against the entry's endpoint and relay flag."""
     entry = stack.peer_entry(a, b)
     assert entry is not None and entry["authenticated"] and entry["encrypted"], (a, b, entry)
-    if entry["endpoint"] == stack.beacon:
-        return "relay"
-    assert entry["endpoint"].rsplit(":", 1)[0] == public_ip(stack, b), (a, b, entry)
-    return "punched" if expected(kind_of(a), kind_of(b)) == "punched" else "direct"
+    path = entry["path"]
+    assert entry["relay"] is (path == "relay"), (a, b, entry)
+    if path == "relay":
+        assert entry["endpoint"] == stack.beacon, (a, b, entry)
+    else:
+        assert entry["endpoint"].rsplit(":", 1)[0] == public_ip(stack, b), (a, b, entry)
+    return path
 
 
 def test_every_pair_of_nat_kinds_connects(stack: Stack) -> None:
@@ -133,8 +139,8 @@ def test_every_pair_of_nat_kinds_connects(stack: Stack) -> None:
 @pytest.mark.parametrize("dialer,listener", pairs(), ids=[f"{a}-{b}" for a, b in pairs()])
 def test_path_is_the_one_the_nat_kinds_allow(stack: Stack, dialer: str, listener: str) -> None:
     want = expected(kind_of(dialer), kind_of(listener))
-    assert observed(stack, dialer, listener) == want
-    assert observed(stack, listener, dialer) in ({want} if want == "relay" else {"direct", "punched"})
+    assert observed(stack, dialer, listener) in want
+    assert observed(stack, listener, dialer) in ({"relay"} if want == {"relay"} else {"direct", "punched"})
 
 
 def test_pilotctl_peers_reports_the_path(stack: Stack) -> None:
@@ -145,15 +151,9 @@ def test_pilotctl_peers_reports_the_path(stack: Stack) -> None:
     peers = {p["node_id"]: p for p in json.loads(out.stdout)["data"]["peers"]}
     relayed = peers[stack.agent("sym2").node_id]
     punched = peers[stack.agent("pr2").node_id]
-    assert relayed["endpoint"] == stack.beacon
+    assert (relayed["path"], relayed["relay"], relayed["endpoint"]) == ("relay", True, stack.beacon)
+    assert (punched["path"], punched["relay"]) == ("punched", False)
     assert punched["endpoint"].rsplit(":", 1)[0] == public_ip(stack, "pr2")
-
-
-@pytest.mark.xfail(strict=True, reason="daemon Info peer_list has no 'path' field yet "
-                   "(wanted: path = 'direct' | 'punched' | 'relay' per peer, in pilotctl peers/info too)")
-def test_daemon_reports_path_field(stack: Stack) -> None:
-    entry = stack.peer_entry("pr1", "pr2")
-    assert entry is not None and entry.get("path") == "punched"
 
 
 @pytest.mark.xfail(strict=True, reason="daemon drops PunchCommands that arrive within 50 ms of another "
@@ -164,4 +164,4 @@ def test_simultaneous_dials_to_one_node_are_all_punched(stack: Stack) -> None:
     errors = dial_all(stack, [(d, "pr3") for d in dialers], 0.0)
     assert all(e is None for e in errors.values()), errors
     paths = {d: observed(stack, d, "pr3") for d in dialers}
-    assert all(p != "relay" for p in paths.values()), paths
+    assert paths == dict.fromkeys(dialers, "punched")

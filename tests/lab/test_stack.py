@@ -7,49 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from pilotgw.lab import Host, LabError, NatKind, NatRouter, Topology
-from pilotgw.lab.stack import Agent, StackRecord, classify, needs_punch
-from pilotgw.lab.topology import plan
+from pilotgw.lab import LabError
+from pilotgw.lab.stack import Agent, StackRecord, classify
 
 BEACON = "198.51.100.10:9001"
 
 
-def test_relay_is_the_beacon_endpoint() -> None:
-    assert classify({"endpoint": BEACON, "authenticated": True}, BEACON) == "relay"
-    assert classify({"endpoint": BEACON}, BEACON, punched=True) == "relay"
-
-
-def test_direct_or_punched_by_caller_knowledge() -> None:
-    peer = {"endpoint": "203.0.113.10:4000"}
-    assert classify(peer, BEACON) == "direct"
-    assert classify(peer, BEACON, punched=True) == "punched"
-
-
-def test_reported_path_wins_and_unknown_values_are_ignored() -> None:
+def test_the_daemons_reported_path_is_believed() -> None:
+    # Even where the endpoint suggests otherwise: only the daemon knows
+    # whether it punched, and a relayed entry's endpoint is the beacon.
     assert classify({"endpoint": "203.0.113.10:1", "path": "relay"}, BEACON) == "relay"
-    assert classify({"endpoint": BEACON, "path": "punched"}, BEACON) == "punched"
+    assert classify({"endpoint": "203.0.113.10:1", "path": "punched"}, BEACON) == "punched"
+    assert classify({"endpoint": "203.0.113.10:1", "path": "direct"}, BEACON) == "direct"
+
+
+def test_without_a_valid_path_the_endpoint_tells_relay_from_direct() -> None:
+    assert classify({"endpoint": BEACON, "authenticated": True}, BEACON) == "relay"
+    assert classify({"endpoint": "203.0.113.10:4000"}, BEACON) == "direct"
     assert classify({"endpoint": BEACON, "path": "carrier-pigeon"}, BEACON) == "relay"
-
-
-def test_needs_punch_only_when_both_sides_filter() -> None:
-    topo = Topology(
-        "t",
-        hosts=(Host("rv"), Host("pub")),
-        nats=(
-            NatRouter("n-fc", NatKind.FULL_CONE, (Host("fc"),)),
-            NatRouter("n-pr", NatKind.PORT_RESTRICTED, (Host("pr"), Host("pr2"))),
-            NatRouter("n-sym", NatKind.SYMMETRIC, (Host("sym"),)),
-        ),
-        rendezvous="rv",
-    )
-    layout = plan(topo, "abcdef")
-    kinds = {"n-fc": NatKind.FULL_CONE, "n-pr": NatKind.PORT_RESTRICTED, "n-sym": NatKind.SYMMETRIC}
-    assert needs_punch(layout, kinds, "pr", "sym")
-    assert needs_punch(layout, kinds, "pr", "pr2")
-    assert not needs_punch(layout, kinds, "pr", "fc")
-    assert not needs_punch(layout, kinds, "pub", "sym")
-    # The router changed kind while the lab runs: the current kind counts.
-    assert not needs_punch(layout, {**kinds, "n-sym": NatKind.FULL_CONE}, "pr", "sym")
+    assert classify({"endpoint": "203.0.113.10:4000", "path": 3}, BEACON) == "direct"
 
 
 def test_stack_record_round_trips(tmp_path: Path) -> None:
