@@ -768,9 +768,15 @@ class Connection:
                 self._answer_fin(p.seq)
             self._fail("refused", "peer closed during the handshake", rst=False)
             return
+        fin = unwrap(p.seq, self._rb.nxt)
+        if fin < self._rb.nxt:
+            # T-D3(b): a genuine FIN carries the sender's next unsent sequence
+            # number, so it is never before what we expect; one that is, is
+            # stale or forged and must not end the stream.
+            return
         self._last_recv = now
         if self._peer_fin < 0:
-            self._peer_fin = fin = unwrap(p.seq, self._rb.nxt)
+            self._peer_fin = fin
             if self._rb.nxt >= fin:
                 self._peer_done()
             else:

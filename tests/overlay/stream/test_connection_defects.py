@@ -10,9 +10,6 @@ from pilotgw.overlay.stream.states import State
 from .stream_helpers import ACK, FIN, A, B, events, handshake, kinds, pkt
 
 
-@pytest.mark.xfail(strict=True, reason="T-D3(b): Connection._on_fin accepts a FIN whose Seq is before ExpectedSeq "
-                   "as a clean end of stream; it must ignore it (pilotgw/overlay/stream/connection.py _on_fin: "
-                   "drop the FIN when unwrap(p.seq, rb.nxt) < rb.nxt)")
 def test_td3b_fin_before_expected_seq_is_ignored():
     _, s = handshake()
     s.receive(pkt(ACK, 1, 1, 512, b"0123456789", src=A, dst=B), 0.0)  # ExpectedSeq is now 11

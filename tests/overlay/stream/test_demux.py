@@ -50,7 +50,7 @@ def test_syn_matching_a_time_wait_entry_replaces_it():
     t = table()
     t.listen(1000)
     old = t.receive(syn(), 0.0)
-    old.receive(pkt(FIN | ACK, src=A, dst=B), 0.1)
+    old.receive(pkt(FIN | ACK, 1, 1, 0, src=A, dst=B), 0.1)  # Seq = the peer's next byte
     assert old.state is State.TIME_WAIT
     new = t.receive(syn(), 0.2)
     assert new is not old and new.conn_id == 2 and new.state is State.ESTABLISHED
