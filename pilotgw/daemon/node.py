@@ -46,6 +46,11 @@ log = Log("node")
 
 SWEEP_INTERVAL = 5.0
 REREGISTER_AFTER = 3
+#: STUN from the tunnel socket this often once the beacon answers: a NAT that
+#: rebooted or re-mapped us is noticed within this, and we register again.
+ENDPOINT_REFRESH = 10.0
+#: Backoff between STUN attempts while the beacon does not answer.
+STUN_RETRY = (1.0, 2.0, 4.0, 8.0)
 _LIVE = (State.ESTABLISHED, State.SYN_SENT)
 
 _DIAL_ERRORS = {
@@ -91,7 +96,10 @@ class Node:
         self.webhooks: Any = None
         self.started_at = time.monotonic()
         self.deregistered = False
-        self.listen_addr = ""
+        self.listen_addr = ""  # the endpoint we believe others reach us at
+        self._registered_addr = ""  # the endpoint the registry has (our last registration)
+        self._local: tuple[str, int] = ("", 0)  # the tunnel socket's own address
+        self._endpoint_task: Optional[asyncio.Task] = None
         self.tags: tuple[str, ...] = ()
         self.task_exec: Optional[bool] = None
         self._tasks: set[asyncio.Task] = set()
@@ -131,7 +139,8 @@ class Node:
             reg_host, reg_port, tls=cfg.registry_tls, fingerprint=cfg.registry_fingerprint, on_connect=self._on_registry_reconnect
         )
         self.tunnel = Tunnel(identity=ident, registry=self.registry, beacon=beacon, on_packet=self.on_packet,
-                             allow_plaintext=cfg.allow_plaintext, encrypt=cfg.encrypt)
+                             allow_plaintext=cfg.allow_plaintext, encrypt=cfg.encrypt,
+                             on_observed=None if cfg.endpoint else self._on_observed)
         lhost, lport = parse_hostport(cfg.listen, what="listen")
         try:
             transport, _ = await open_endpoint(lhost, lport, self.tunnel.datagram_received)
@@ -140,22 +149,17 @@ class Node:
         self.tunnel.transport = transport
         sockname = transport.get_extra_info("sockname")
         local_port = sockname[1]
-        # 3. STUN from the tunnel socket itself (T-D15)
+        self._local = (sockname[0], local_port)
+        # 3. STUN from the tunnel socket itself (T-D15); one short try here,
+        # then :meth:`_stun_loop` keeps at it in the background (R-D14).
         if cfg.endpoint:
             self.listen_addr = cfg.endpoint
         else:
-            mapped = await self.tunnel.stun()
-            host = sockname[0]
-            if mapped is not None and not _is_local(mapped[0]):
-                self.listen_addr = _hostport(mapped)
-            else:
-                if host in ("0.0.0.0", "::", ""):
-                    host = "127.0.0.1"
-                self.listen_addr = _hostport((host, mapped[1] if mapped else local_port))
+            self.listen_addr = self._endpoint_for(await self.tunnel.stun())
         # 4. registration
         try:
             await self.registry.connect()
-            await self._register()
+            await self._register(first=True)
         except RegistryError as exc:
             raise StartError(f"registry {cfg.registry}: {exc}") from None
         # 5. webhooks, connection table and services
@@ -184,6 +188,8 @@ class Node:
             raise StartError(f"socket {cfg.socket}: {exc}") from None
         self._spawn(self._heartbeat_loop())
         self._spawn(self._sweep_loop())
+        if beacon is not None and not cfg.endpoint:
+            self._spawn(self._stun_loop())
         if self.handshake_consumer is not None:
             self._spawn(self._poll_loop())
         log.info("daemon started", node_id=self.node_id, address=str(self.address), socket=cfg.socket,
@@ -226,10 +232,13 @@ class Node:
 
     # ------------------------------------------------------------------ registry
 
-    async def _register(self) -> None:
+    async def _register(self, first: bool = False) -> None:
+        """Register (again) with our current endpoint and restore what the
+        registry may have lost: visibility, hostname, tags, task_exec."""
         assert self.registry is not None and self.identity is not None and self.tunnel is not None
+        endpoint = self.listen_addr
         reply = await self.registry.request(
-            reg.register(self.identity.public_key, self.listen_addr, self.owner)
+            reg.register(self.identity.public_key, endpoint, self.owner)
         )
         node_id = reg.id_field(reply, "node_id")
         if not node_id:
@@ -254,7 +263,8 @@ class Node:
             await self.registry.request(reg.set_tags(node_id, self.tags, sign))
         if self.task_exec is not None:
             await self.registry.request(reg.set_task_exec(node_id, self.task_exec, sign))
-        log.info("registered", node_id=node_id, address=str(self.address), endpoint=self.listen_addr)
+        self._registered_addr = endpoint
+        log.info("registered", node_id=node_id, address=str(self.address), endpoint=endpoint)
 
     async def _on_registry_reconnect(self) -> None:
         """The registry connection came back (rendezvous restarted?): register again."""
@@ -264,6 +274,59 @@ class Node:
             await self._register()
         except RegistryError as exc:
             log.warning("re-registration failed", error=str(exc))
+
+    # ------------------------------------------------------------------ endpoint (R-D14)
+
+    def _endpoint_for(self, mapped: Optional[tuple[str, int]]) -> str:
+        """The endpoint to register for a STUN answer (None: no answer): the
+        beacon's view of the tunnel socket; if the beacon saw us on loopback
+        (or did not answer), our own address, with the beacon's port."""
+        if mapped is not None and not _is_local(mapped[0]):
+            return _hostport(mapped)
+        host, port = self._local
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return _hostport((host, mapped[1] if mapped else port))
+
+    async def _stun_loop(self) -> None:
+        """STUN from the tunnel socket for as long as we run: with backoff
+        while the beacon does not answer, then every ENDPOINT_REFRESH. The
+        answers arrive at :meth:`_on_observed` (as do those to the
+        heartbeat's Discover)."""
+        assert self.tunnel is not None
+        misses = 0
+        while True:
+            if misses:
+                await asyncio.sleep(STUN_RETRY[min(misses, len(STUN_RETRY)) - 1])
+            else:
+                await asyncio.sleep(ENDPOINT_REFRESH)
+            if self.deregistered:
+                continue
+            misses = 0 if await self.tunnel.stun() is not None else misses + 1
+
+    def _on_observed(self, mapped: tuple[str, int]) -> None:
+        """The beacon answered a Discover: if it sees us at another endpoint
+        than the registry has (the first STUN failed, or a NAT re-mapped us),
+        register again with it."""
+        if not self._registered_addr:
+            return  # not registered yet: start() registers what it found
+        self.listen_addr = self._endpoint_for(mapped)
+        if (self.listen_addr != self._registered_addr and not self.deregistered and not self._stopping.is_set()
+                and (self._endpoint_task is None or self._endpoint_task.done())):
+            self._endpoint_task = self._spawn(self._follow_endpoint())
+
+    async def _follow_endpoint(self) -> None:
+        assert self.tunnel is not None
+        while self.listen_addr != self._registered_addr and not self.deregistered:
+            log.info("public endpoint changed, registering again", old=self._registered_addr, new=self.listen_addr)
+            try:
+                await self._register()
+            except RegistryError as exc:
+                log.warning("re-registration failed", error=str(exc))
+                return  # the next STUN answer tries again
+        # Relayed peers may now reach us directly (a NAT that rebooted into
+        # a friendlier kind): offer them the direct path at once.
+        self.tunnel.retry_direct()
 
     async def _heartbeat_loop(self) -> None:
         assert self.registry is not None and self.identity is not None and self.tunnel is not None

@@ -152,11 +152,14 @@ class Tunnel:
         on_packet: Callable[[pkt.Packet, int], None],
         allow_plaintext: bool = False,
         encrypt: bool = True,
+        on_observed: Optional[Callable[[Addr], None]] = None,
     ) -> None:
         self.identity = identity
         self.registry = registry
         self.beacon = beacon
         self.on_packet = on_packet
+        #: Called with every STUN answer (the endpoint the beacon sees us at).
+        self.on_observed = on_observed
         self.allow_plaintext = allow_plaintext
         self.encrypt = encrypt
         self.node_id = 0
@@ -652,8 +655,11 @@ class Tunnel:
         if isinstance(msg, bmsg.RelayDeliver):
             self._on_relay_deliver(msg)
         elif isinstance(msg, bmsg.DiscoverReply):
+            observed = (msg.ip, msg.port)
             if self._stun is not None and not self._stun.done():
-                self._stun.set_result((msg.ip, msg.port))
+                self._stun.set_result(observed)
+            if self.on_observed is not None:
+                self.on_observed(observed)
         elif isinstance(msg, bmsg.PunchCommand):
             now = self.loop.time()
             target = (msg.ip, msg.port)
@@ -724,6 +730,19 @@ class Tunnel:
                 self._spawn(self._refresh_resolved(peer, send_pila=True, force=True))
             if peer.crypto.ready and peer.last_tx - peer.last_rx > STALL_AFTER and now - peer.last_tx < STALL_AFTER:
                 self._rekey_silent(peer, now, "peer silent, re-keying")
+
+    def retry_direct(self) -> None:
+        """Our endpoint changed (we registered the new one): offer every
+        relayed peer the direct path now instead of at its next periodic
+        retry -- our PILA at the endpoint the registry resolves for it. A
+        peer whose NAT re-mapped it too (both NATs rebooted) gets there once
+        it has registered its own new endpoint, and retries towards ours."""
+        now = self.loop.time()
+        for peer in list(self.peers.values()):
+            if peer.relay or peer.relay_trial:
+                peer.last_direct_try = now
+                self.registry.forget_endpoint(peer.node)
+                self._spawn(self._refresh_resolved(peer, send_pila=True, force=True))
 
     def suspect(self, node: int) -> None:
         """A dial to ``node`` got no SYN-ACK within its first timeout. If the

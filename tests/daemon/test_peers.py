@@ -284,3 +284,50 @@ def test_peer_path_direct_punched_and_relay_in_peer_info():
             n.tunnel.close()
 
     run(main())
+
+
+def test_every_stun_answer_from_the_beacon_reaches_on_observed():
+    from pilotgw.overlay import beacon as bmsg
+
+    async def main():
+        beacon = ("127.0.0.1", 9001)
+        net, registry = Net(), Registry()
+        a = Node(net, registry, 10, 4001)
+        seen: list[Addr] = []
+        a.tunnel.beacon, a.tunnel.on_observed = beacon, seen.append
+        reply = bmsg.encode(bmsg.DiscoverReply("203.0.113.7", 40001))
+        stun = asyncio.ensure_future(a.tunnel.stun(timeout=1.0))
+        await until(lambda: any(dst == beacon for _, _, dst, _ in net.sent))
+        net.deliver(beacon, a.addr, reply)
+        assert await stun == ("203.0.113.7", 40001)
+        # An answer to a Discover we did not wait for (the heartbeat's) counts too ...
+        net.deliver(beacon, a.addr, bmsg.encode(bmsg.DiscoverReply("203.0.113.7", 40002)))
+        # ... one from anywhere else does not (R-D8).
+        net.deliver(("127.0.0.1", 9002), a.addr, bmsg.encode(bmsg.DiscoverReply("198.51.100.1", 1)))
+        await asyncio.sleep(0.01)
+        assert seen == [("203.0.113.7", 40001), ("203.0.113.7", 40002)]
+        a.tunnel.close()
+
+    run(main())
+
+
+def test_retry_direct_offers_relayed_peers_the_direct_path_at_their_new_endpoint():
+    async def main():
+        net, registry = Net(), Registry()
+        a = Node(net, registry, 10, 4001)
+        b = Node(net, registry, 20, 4002)
+        c = Node(net, registry, 30, 4003)
+        for other in (b, c):
+            a.ping(other.node_id)
+        await until(lambda: len(b.received) == 1 and len(c.received) == 1)
+        a.tunnel.peers[20].relay = True  # B is reached through the relay ...
+        registry.endpoints[20] = "127.0.0.1:4012"  # ... and registered a new endpoint since
+        t0 = asyncio.get_running_loop().time()
+        a.tunnel.retry_direct()
+        await until(lambda: (a.addr, ("127.0.0.1", 4012)) in net.pilas(since=t0))
+        assert registry.forgotten == [20]  # the cached endpoint was not trusted
+        assert all(dst != c.addr for _, dst in net.pilas(since=t0))  # direct peers are left alone
+        for n in (a, b, c):
+            n.tunnel.close()
+
+    run(main())

@@ -19,7 +19,9 @@ from pilotgw.lab.stack import Stack
 REASON = netns.unavailable_reason()
 pytestmark = [pytest.mark.root, pytest.mark.skipif(REASON is not None, reason=f"NAT tests skipped: {REASON}")]
 
-UPGRADE_WITHIN = 45.0  # the daemon retries the direct path of a relayed peer every 30 s
+# The daemon retries the direct path of a relayed peer every 30 s, and at
+# once when a STUN answer (every 10 s) shows that its NAT re-mapped it.
+UPGRADE_WITHIN = 45.0
 
 
 @pytest.fixture
@@ -74,10 +76,6 @@ def test_symmetric_pair_uses_the_relay_then_goes_direct_when_the_nats_allow_it(s
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="daemon never refreshes its registered endpoint: after a NAT reboot "
-                   "(new mappings) the registry keeps the old port (pilotgw/daemon/node.py _heartbeat_loop sends "
-                   "Discover but ignores the DiscoverReply and never re-registers), so the 30 s direct retry of "
-                   "a relayed peer (peers.py sweep -> _refresh_resolved) always targets a dead port")
 def test_relayed_pair_goes_direct_after_the_nats_reboot_as_full_cone(stack: Stack) -> None:
     client, conn = open_echo(stack)
     try:
@@ -86,6 +84,8 @@ def test_relayed_pair_goes_direct_after_the_nats_reboot_as_full_cone(stack: Stac
             stack.lab.set_nat(router, NatKind.FULL_CONE, flush=True)
         a_b, b_a = echo_until_both(stack, conn, DIRECT, UPGRADE_WITHIN)
         assert a_b in DIRECT and b_a in DIRECT, (a_b, b_a)
+        # Over the NAT's new mapping: the one b registered after its STUN saw it.
+        assert stack.peer_entry("a", "b")["endpoint"].startswith(str(stack.lab.host("nat-b").address) + ":")
     finally:
         conn.close()
         client.close()
