@@ -100,6 +100,9 @@ class Node:
         self._registered_addr = ""  # the endpoint the registry has (our last registration)
         self._local: tuple[str, int] = ("", 0)  # the tunnel socket's own address
         self._endpoint_task: Optional[asyncio.Task] = None
+        #: The trust service's handshake state (set by the built-in services):
+        #: re-registration re-reports its trusted peers (R-D17).
+        self.handshakes: Any = None
         self.tags: tuple[str, ...] = ()
         self.task_exec: Optional[bool] = None
         self._tasks: set[asyncio.Task] = set()
@@ -234,7 +237,8 @@ class Node:
 
     async def _register(self, first: bool = False) -> None:
         """Register (again) with our current endpoint and restore what the
-        registry may have lost: visibility, hostname, tags, task_exec."""
+        registry may have lost: visibility, hostname, tags, task_exec and,
+        after the first start, the trust pairs (R-D17)."""
         assert self.registry is not None and self.identity is not None and self.tunnel is not None
         endpoint = self.listen_addr
         reply = await self.registry.request(
@@ -263,6 +267,8 @@ class Node:
             await self.registry.request(reg.set_tags(node_id, self.tags, sign))
         if self.task_exec is not None:
             await self.registry.request(reg.set_task_exec(node_id, self.task_exec, sign))
+        if not first and self.handshakes is not None:
+            await self.handshakes.resync()
         self._registered_addr = endpoint
         log.info("registered", node_id=node_id, address=str(self.address), endpoint=endpoint)
 

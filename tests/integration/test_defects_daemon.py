@@ -75,10 +75,6 @@ def test_rd17_reaped_node_restores_hostname_visibility_and_tags(start_rendezvous
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="R-D17: after re-registration the daemon never re-sends report_trust for its "
-                   "trusted peers: Handshakes.resync() exists (pilotgw/daemon/services/handshake.py) but nothing "
-                   "calls it; pilotgw/daemon/node.py Node._register should await node.handshakes.resync() after "
-                   "restoring visibility/hostname/tags/task_exec (not at first start)")
 def test_rd17_reaped_nodes_report_their_trust_again(start_rendezvous, start_daemon):
     rv = start_rendezvous()
     a = start_daemon(rv, "a", "-keepalive", "1s")  # public
