@@ -34,10 +34,12 @@ second. Sending never produces plaintext copies: until the key is ready,
 packets wait in a bounded per-peer queue and leave as ``PILS``.
 
 Path selection: a new peer is resolved through the registry, a PunchRequest
-goes to the beacon, and ``PILA`` is sent at 0, 1 and 3 s; if nothing has
-authenticated after that (≈7 s, the reference's relay trigger), we also try
-the relay. A relayed peer gets a direct ``PILA`` every minute and returns to
-the direct path as soon as an authenticated frame arrives directly.
+goes to the beacon, and ``PILA`` is sent at 0, 1 and 3 s (the PunchRequest
+again with each retry); if nothing has authenticated after that (≈7 s, the
+reference's relay trigger), we also try the relay. A relayed peer gets a
+direct ``PILA`` every 30 s, and at once when our own endpoint changed
+(:meth:`Tunnel.retry_direct`), and returns to the direct path as soon as an
+authenticated frame arrives directly.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ import struct
 from typing import Callable, Optional
 
 from pilotgw.daemon.log import Log
-from pilotgw.daemon.ratelimit import Gate
+from pilotgw.daemon.ratelimit import Gate, TokenBucket
 from pilotgw.daemon.registry_client import RegistryClient, RegistryError
 from pilotgw.overlay import beacon as bmsg
 from pilotgw.overlay import crypto, tunnel
@@ -72,6 +74,12 @@ ANSWER_INTERVAL = 0.5
 REANSWER_AFTER = 5.0
 KEYED_QUIET = 1.0
 SUSPECT_QUIET = 0.9
+#: PunchCommands (T-D14): one 3-PILP burst per target per interval, and a
+#: token bucket for all targets together -- enough for many peers dialling
+#: us at once, too little to make us a traffic source for a forged beacon.
+PUNCH_TARGET_INTERVAL = 0.5
+PUNCH_RATE = 10.0
+PUNCH_BURST = 20.0
 
 _U32X2 = struct.Struct(">II")
 _RELAY_HEAD = b"\x05"
@@ -173,8 +181,8 @@ class Tunnel:
         self._answer_gate = Gate(ANSWER_INTERVAL)
         self._source_gate = Gate(HEAL_INTERVAL / 2)
         self._refresh_gate = Gate(10.0)
-        self._punch_gate = Gate(1.0)
-        self._punch_total = Gate(0.05, max_keys=1)
+        self._punch_gate = Gate(PUNCH_TARGET_INTERVAL)
+        self._punch_total = TokenBucket(PUNCH_RATE, self.loop.time(), capacity=PUNCH_BURST)
         self._pila_wait: dict[int, list[tuple[tunnel.PilaFrame, Addr, bool]]] = {}
         self._stun: Optional[asyncio.Future[Addr]] = None
         self._tasks: set[asyncio.Task] = set()
@@ -360,6 +368,10 @@ class Tunnel:
         if n >= RELAY_AFTER and self.beacon is not None and not peer.relay_trial:
             peer.relay_trial = True
             log.info("direct path silent, trying relay", node=peer.node)
+        if n and self.beacon is not None:
+            # The beacon's PunchCommand (or the peer's punch) may have been
+            # lost or rate-limited: ask again with every retry.
+            self.send_beacon(bmsg.PunchRequest(self.node_id, peer.node))
         if peer.relay_trial:
             self._send_pila(peer, relay=True)
             if peer.endpoint is not None:
@@ -663,7 +675,11 @@ class Tunnel:
         elif isinstance(msg, bmsg.PunchCommand):
             now = self.loop.time()
             target = (msg.ip, msg.port)
-            if self._punch_gate.allow(target, now) and self._punch_total.allow(0, now):
+            if self._punch_gate.allow(target, now):
+                if not self._punch_total.take(now):
+                    self._punch_gate.reset(target)  # not punched: a later command for it may be
+                    self.stats.drops["punch_rate"] += 1
+                    return
                 for _ in range(3):
                     self._sendto(_PILP, target)
                 for peer in self.peers.values():

@@ -331,3 +331,60 @@ def test_retry_direct_offers_relayed_peers_the_direct_path_at_their_new_endpoint
             n.tunnel.close()
 
     run(main())
+
+
+def test_punch_commands_for_many_targets_at_once_are_all_punched_within_the_total_budget():
+    from pilotgw.daemon.peers import PUNCH_BURST
+    from pilotgw.overlay import beacon as bmsg
+
+    async def main():
+        beacon = ("127.0.0.1", 9001)
+        net, registry = Net(), Registry()
+        a = Node(net, registry, 10, 4001)
+        a.tunnel.beacon = beacon
+
+        def pilps(port: int) -> int:
+            return sum(1 for _, src, dst, data in net.sent if src == a.addr and dst[1] == port and data == b"PILP")
+
+        # Three peers dial us at the same instant: each gets its 3 PILP.
+        for port in (5001, 5002, 5003):
+            net.deliver(beacon, a.addr, bmsg.encode(bmsg.PunchCommand("127.0.0.1", port)))
+        # A repeat for one target within its interval adds nothing.
+        net.deliver(beacon, a.addr, bmsg.encode(bmsg.PunchCommand("127.0.0.1", 5001)))
+        await asyncio.sleep(0.01)
+        assert [pilps(p) for p in (5001, 5002, 5003)] == [3, 3, 3]
+        # A flood of distinct targets is cut at the total budget ...
+        flood = range(6000, 6100)
+        for port in flood:
+            net.deliver(beacon, a.addr, bmsg.encode(bmsg.PunchCommand("127.0.0.1", port)))
+        await asyncio.sleep(0.01)
+        punched = [p for p in flood if pilps(p)]
+        assert len(punched) <= PUNCH_BURST and a.tunnel.stats.drops["punch_rate"] >= 100 - PUNCH_BURST
+        # ... and a target refused for it is punched when the budget is back.
+        refused = next(p for p in flood if not pilps(p))
+        await asyncio.sleep(0.25)
+        net.deliver(beacon, a.addr, bmsg.encode(bmsg.PunchCommand("127.0.0.1", refused)))
+        await asyncio.sleep(0.01)
+        assert pilps(refused) == 3
+        a.tunnel.close()
+
+    run(main())
+
+
+def test_punch_request_is_repeated_with_the_pila_retries():
+    from pilotgw.overlay import beacon as bmsg
+
+    async def main():
+        beacon = ("127.0.0.1", 9001)
+        net, registry = Net(), Registry()
+        a = Node(net, registry, 10, 4001)
+        a.tunnel.beacon = beacon
+        registry.endpoints[30] = "127.0.0.1:4999"  # behind a NAT that drops us until punched
+        registry.keys[30] = identity.generate().public_key
+        a.ping(30)
+        request = bmsg.encode(bmsg.PunchRequest(10, 30))
+        await until(lambda: sum(1 for _, _, dst, data in net.sent if dst == beacon and data == request) >= 2,
+                    timeout=1.5)
+        a.tunnel.close()
+
+    run(main())
