@@ -2,7 +2,7 @@
 
 trust-and-ipc.md §A3.5 and services-and-cli.md §A9.3. One deliberate
 difference from the reference: no default ever names a public address. Where
-the reference falls back to ``34.71.57.205:9000`` we use ``127.0.0.1:9000``,
+the reference falls back to its public rendezvous we use ``127.0.0.1:9000``,
 and commands that talk to the registry directly first ask which registry the
 running daemon (the one in ``pilot.pid``) was started with.
 """

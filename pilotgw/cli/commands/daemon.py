@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from pilotgw.client.errors import InvalidArgument, PilotError
-from pilotgw.cli import config
+from pilotgw.cli import config, process
 from pilotgw.cli.args import Flags, parse_flags
 from pilotgw.cli.output import hms
 from pilotgw.cli.runtime import Ctx, fail
@@ -309,17 +309,7 @@ def _stop(ctx: Ctx) -> None:
         os.kill(pid, signal.SIGTERM)
     except OSError as exc:
         raise fail("internal", f"signal daemon: {exc}") from None
-    deadline = time.monotonic() + STOP_TIMEOUT
-    forced = False
-    while _alive_not_zombie(pid):
-        if time.monotonic() > deadline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            forced = True
-            break
-        time.sleep(POLL)
+    forced = process.wait_or_kill(pid, STOP_TIMEOUT, POLL)
     try:
         os.unlink(pid_file)
     except OSError:
@@ -330,24 +320,13 @@ def _stop(ctx: Ctx) -> None:
         ctx.out.success({"pid": pid}, f"daemon stopped (pid {pid})")
 
 
-def _alive_not_zombie(pid: int) -> bool:
-    """Signal 0 succeeds on a zombie; a daemon that exited counts as stopped."""
-    if not config.pid_alive(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _status(ctx: Ctx, flags: Flags) -> int | None:
     sock = config.socket_path()
     if flags.bool("check"):
         return 0 if _info(sock) is not None else 1
     pid_file = config.path("pilot.pid")
     pid = config.read_pid()
-    alive = _alive_not_zombie(pid)
+    alive = process.running(pid)
     data: dict[str, Any] = {"pid": pid, "pid_file": pid_file, "running": alive, "socket": sock}
     if not _socket_answers(sock):
         if pid and not alive:

@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from pilotgw.client.errors import DaemonError, InvalidArgument, PilotError
-from pilotgw.cli import config
+from pilotgw.cli import config, process
 from pilotgw.cli.args import need, parse_flags, parse_port
-from pilotgw.cli.commands.daemon import _alive_not_zombie, _open_log, _program
+from pilotgw.cli.commands.daemon import _open_log, _program
 from pilotgw.cli.runtime import Ctx, fail
 
 READY_TIMEOUT = 20.0
@@ -69,7 +69,7 @@ def _request(op: str, **args: Any) -> Any:
 
 def _live_pid() -> int:
     pid = config.read_pid("gateway.pid")
-    return pid if _alive_not_zombie(pid) else 0
+    return pid if process.running(pid) else 0
 
 
 def _require_running(hint: str = START_HINT) -> int:
@@ -196,17 +196,7 @@ def _stop(ctx: Ctx) -> None:
             os.kill(pid, signal.SIGTERM)
         except OSError as exc:
             raise fail("internal", f"signal gateway: {exc}") from None
-    deadline = time.monotonic() + STOP_TIMEOUT
-    forced = False
-    while _alive_not_zombie(pid):
-        if time.monotonic() > deadline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            forced = True
-            break
-        time.sleep(POLL)
+    forced = process.wait_or_kill(pid, STOP_TIMEOUT, POLL)
     try:
         os.unlink(config.path("gateway.pid"))
     except OSError:
