@@ -268,7 +268,7 @@ class Node:
         if self.task_exec is not None:
             await self.registry.request(reg.set_task_exec(node_id, self.task_exec, sign))
         if not first and self.handshakes is not None:
-            await self.handshakes.resync()
+            self._spawn(self.handshakes.resync())  # retries in the background
         self._registered_addr = endpoint
         log.info("registered", node_id=node_id, address=str(self.address), endpoint=endpoint)
 

@@ -42,6 +42,9 @@ from pilotgw.overlay.errors import DecodeError
 
 log = Log("handshake")
 
+#: Delays between attempts to re-report trust after a re-registration.
+RESYNC_BACKOFF = (0.0, 1.0, 2.0, 4.0, 8.0, 15.0)
+
 RECEIVE_WAIT = 10.0
 CLOSE_DELAY = 0.5
 DIAL_TIMEOUT = 30.0
@@ -409,9 +412,24 @@ class Handshakes:
             self._spawn(self._backfill(peer))
 
     async def resync(self) -> None:
-        """A1.8: after re-registration, report every trusted peer again."""
-        for peer in list(self.store.trusted):
-            await self._registry_call("report_trust", reg.report_trust(self._node_id(), peer, self._sign), peer)
+        """A1.8: after re-registration, report every trusted peer again.
+
+        When the rendezvous itself restarted, a peer that has not re-registered
+        yet is unknown to it and the report is refused; those reports are
+        retried with backoff (about half a minute in all) instead of being lost.
+        """
+        pending = list(self.store.trusted)
+        for delay in RESYNC_BACKOFF:
+            if delay:
+                await asyncio.sleep(delay)
+            failed = []
+            for peer in pending:
+                if peer in self.store.trusted and not await self._registry_call(
+                        "report_trust", reg.report_trust(self._node_id(), peer, self._sign), peer):
+                    failed.append(peer)
+            pending = failed
+            if not pending:
+                return
 
 
 def _masked(exc: BaseException) -> str:

@@ -277,3 +277,30 @@ async def test_handle_reads_multi_segment_message():
     reader.feed_eof()
     await b.handle(reader, None, SocketAddr(Addr(0, 1), 50000))
     assert b.store.pending[1].justification == "y" * 3000
+
+
+@aio
+async def test_resync_retries_reports_the_registry_refused(monkeypatch):
+    """After a rendezvous restart the peer may re-register after us: its trust
+    report is refused at first and must be retried, not lost (R-D17)."""
+    monkeypatch.setattr(hsvc, "RESYNC_BACKOFF", (0.0, 0.01, 0.01))
+    net = Net()
+    a, b = net.add(1), net.add(2)
+    await a.request(2, "hi")
+    await net.settle()
+    await b.approve(1)
+    await net.settle()
+    net.registry.calls.clear()
+    refusals = {"left": 1}
+    real = net.registry.request
+
+    async def flaky(msg, *, timeout=None):
+        if msg["type"] == "report_trust" and refusals["left"]:
+            refusals["left"] -= 1
+            raise OSError("registry: request failed")  # peer not registered yet
+        return await real(msg, timeout=timeout)
+
+    net.registry.request = flaky
+    await a.resync()
+    assert [c["type"] for c in net.registry.calls] == ["report_trust"]
+    assert net.registry.calls[0]["peer_id"] == 2
