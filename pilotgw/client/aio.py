@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
 from pilotgw.client import calls, core, mailbox, messaging, tasks, wire
@@ -277,21 +276,17 @@ class Subscription:
         self.topic = topic
         self._reader = reader
         self._writer = writer
-        self._parser = eventstream.EventReader()
-        self._ready: deque[eventstream.Event] = deque()
+        self._events = messaging.EventQueue(target)
 
     async def receive(self) -> eventstream.Event:
         """The next event; :class:`ConnectionFailed` when the stream ended."""
-        while not self._ready:
-            data = await self._reader.read(messaging.READ_CHUNK)
-            if not data:
-                raise ConnectionFailed(f"event stream from {self.target} ended")
+        while not self._events:
             try:
-                self._ready.extend(self._parser.feed(data))
-            except ValueError as exc:
+                self._events.feed(await self._reader.read(messaging.READ_CHUNK))
+            except ProtocolError:
                 self.close()
-                raise ProtocolError(f"bad event from {self.target}: {exc}") from None
-        return self._ready.popleft()
+                raise
+        return self._events.pop()
 
     def close(self) -> None:
         self._writer.close()

@@ -7,9 +7,10 @@ and ``pilotctl`` (services-and-cli.md §A3, §A4). No I/O here.
 from __future__ import annotations
 
 import json
+from collections import deque
 from typing import Any
 
-from pilotgw.client.errors import InvalidArgument, ProtocolError
+from pilotgw.client.errors import ConnectionFailed, InvalidArgument, ProtocolError
 from pilotgw.overlay import dataexchange as dx
 from pilotgw.overlay import eventstream
 from pilotgw.overlay.errors import DecodeError
@@ -76,6 +77,34 @@ class AckReader:
         except DecodeError as exc:
             raise ProtocolError(f"bad acknowledgement frame: {exc}") from None
         return frames[0].payload.decode("utf-8", "replace") if frames else None
+
+
+class EventQueue:
+    """Events parsed from one subscription's byte stream, shared by the
+    asyncio and the blocking subscription (they differ only in how they read).
+
+    :meth:`feed` takes what one read returned: an empty read means the broker
+    closed the stream (:class:`ConnectionFailed`); bytes that are not events
+    raise :class:`ProtocolError` (the caller closes the connection)."""
+
+    def __init__(self, target: object) -> None:
+        self.target = target
+        self._parser = eventstream.EventReader()
+        self._ready: deque[eventstream.Event] = deque()
+
+    def __bool__(self) -> bool:
+        return bool(self._ready)
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            raise ConnectionFailed(f"event stream from {self.target} ended")
+        try:
+            self._ready.extend(self._parser.feed(data))
+        except ValueError as exc:
+            raise ProtocolError(f"bad event from {self.target}: {exc}") from None
+
+    def pop(self) -> eventstream.Event:
+        return self._ready.popleft()
 
 
 def publish_frames(topic: str, payload: bytes) -> bytes:

@@ -139,29 +139,25 @@ class SyncSubscription:
     broker closes the stream) or call :meth:`receive` with a timeout."""
 
     def __init__(self, conn: SyncConnection, target: Addr, topic: str) -> None:
-        from pilotgw.overlay.eventstream import EventReader
+        from pilotgw.client.messaging import EventQueue
 
         self.target = target
         self.topic = topic
         self._conn = conn
-        self._parser = EventReader()
-        self._ready: deque[Event] = deque()
+        self._events = EventQueue(target)
 
     def receive(self, timeout: float | None = None) -> "Event":
         """The next event; :class:`Timeout` after ``timeout`` seconds,
         :class:`ConnectionFailed` when the stream ended."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._ready:
+        while not self._events:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            data = self._conn.recv(_READ_CHUNK, timeout=remaining)
-            if not data:
-                raise ConnectionFailed(f"event stream from {self.target} ended")
             try:
-                self._ready.extend(self._parser.feed(data))
-            except ValueError as exc:
+                self._events.feed(self._conn.recv(_READ_CHUNK, timeout=remaining))
+            except ProtocolError:
                 self.close()
-                raise ProtocolError(f"bad event from {self.target}: {exc}") from None
-        return self._ready.popleft()
+                raise
+        return self._events.pop()
 
     def close(self) -> None:
         self._conn.close()
