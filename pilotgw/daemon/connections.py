@@ -475,6 +475,13 @@ class ConnTable:
         elif isinstance(event, (ev.ConnectionReset, ev.StreamError)):
             code = "reset" if isinstance(event, ev.ConnectionReset) else event.code
             conn.error = conn.error or code
+            if isinstance(event, ev.StreamError) and code not in ("refused", "dial_timeout"):
+                # Why an established stream ended badly; the writer only
+                # sees "connection N not found" once it is gone.
+                st = conn.stream.stats()
+                log.warning("stream failed", conn=conn.id, code=code, reason=event.message, remote=str(conn.remote),
+                            bytes_sent=st.bytes_sent, unacked=st.unacked, retransmits=st.retransmits,
+                            timeouts=st.timeouts, local_drops=st.local_drops)
             fut = conn.dial_future
             if fut is not None and not fut.done():
                 fut.set_exception(StreamDialError(code))

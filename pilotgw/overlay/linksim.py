@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -70,6 +71,20 @@ class LinkConfig:
     #: ``sendto`` failing with ENOBUFS -- through its ``send_failed(packets,
     #: now)`` instead of vanishing. Needs ``queue``.
     refuse: bool = False
+    #: The receiving host's IP reassembly memory in bytes (Linux
+    #: ``ipfrag_high_thresh``, 4 MiB by default), or None. Setting it models
+    #: fragments one by one, as the kernel handles them: each fragment is lost
+    #: on its own; a queue that fills in the middle of a datagram lets the
+    #: fragments before that point go out (a *partial train*: with ``refuse``
+    #: the sender is still told the datagram failed, as ``sendto`` reports
+    #: ENOBUFS after the qdisc dropped one fragment); and every incomplete
+    #: datagram pins its arrived fragments in this memory for
+    #: ``reassembly_timeout``. While the memory is full, every fragmented
+    #: datagram is dropped at the receiver: only unfragmented ones get through.
+    #: Needs ``mtu``.
+    reassembly: int | None = None
+    #: How long an incomplete datagram's fragments stay (``ipfrag_time``).
+    reassembly_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("loss", "reorder", "duplicate", "corrupt"):
@@ -84,6 +99,8 @@ class LinkConfig:
             raise ValueError("refuse needs a bottleneck queue")
         if self.mtu is not None and self.mtu < 68:
             raise ValueError("mtu must be at least 68 (the IPv4 minimum)")
+        if self.reassembly is not None and (self.mtu is None or self.reassembly <= 0):
+            raise ValueError("reassembly needs an mtu and a positive memory size")
 
     def fragments(self, size: int) -> int:
         """IP packets a ``size``-byte UDP payload takes on this link (1 without an MTU)."""
@@ -109,12 +126,22 @@ class LinkStats:
     bytes_delivered: int = 0  #: wire bytes (header + payload) delivered
     payload_delivered: int = 0
     decode_errors: dict[str, int] = field(default_factory=dict)
+    #: With ``reassembly``: datagrams that left only part of their fragments
+    #: at the receiver (random loss or a partial train), and fragmented
+    #: datagrams dropped there because the reassembly memory was full.
+    partial: int = 0
+    reassembly_drops: int = 0
 
 
 _DELIVER = 0
 _TIMER = 1
+_DELIVER_FRAGMENTED = 2  #: a whole fragmented datagram: needs reassembly memory
+_PIN = 3  #: an incomplete datagram's fragments arrive and pin memory
 _IP_HEADER = 20
 _UDP_HEADER = 8
+#: What the kernel charges per fragment beyond its bytes (sk_buff and shared
+#: info: its ``truesize``), roughly.
+_FRAGMENT_OVERHEAD = 768
 
 
 class LinkSim:
@@ -143,6 +170,10 @@ class LinkSim:
         self._busy_until = [0.0, 0.0]
         self._timer_at: list[float | None] = [None, None]
         self._timer_gen = [0, 0]
+        # Reassembly memory in use at each direction's receiver, and when
+        # which amount of it is released (in time order: the timeout is fixed).
+        self._pinned = [0, 0]
+        self._unpin: tuple[deque[tuple[float, int]], deque[tuple[float, int]]] = (deque(), deque())
 
     # -- driving ----------------------------------------------------------
 
@@ -165,6 +196,15 @@ class LinkSim:
             self.now = t
             if kind == _DELIVER:
                 self._deliver(side, item)
+            elif kind == _DELIVER_FRAGMENTED:
+                if self._reassembly_full(side):
+                    self.stats[1 - side].reassembly_drops += 1
+                else:
+                    self._deliver(side, item)
+            elif kind == _PIN:
+                if not self._reassembly_full(side):
+                    self._pinned[1 - side] += item  # type: ignore[operator]
+                    self._unpin[1 - side].append((t + self.links[1 - side].reassembly_timeout, item))  # type: ignore[arg-type]
             else:
                 if item != self._timer_gen[side]:
                     continue
@@ -219,9 +259,22 @@ class LinkSim:
         self._order += 1
         heapq.heappush(self._heap, (t, self._order, kind, side, item))
 
+    def _reassembly_full(self, receiver: int) -> bool:
+        """Whether the reassembly memory of the host at ``receiver`` (the
+        arrival side) is over its limit now, after releasing what timed out."""
+        d = 1 - receiver  # the direction whose receiver that host is
+        unpin = self._unpin[d]
+        now = self.now
+        while unpin and unpin[0][0] <= now:
+            self._pinned[d] -= unpin.popleft()[1]
+        limit = self.links[d].reassembly
+        return limit is not None and self._pinned[d] > limit
+
     def _transmit(self, side: int, p: Packet) -> bool:
         """Put ``p`` on the link; False when the sender's queue refused it."""
         cfg = self.links[side]
+        if cfg.reassembly is not None:
+            return self._transmit_fragments(side, p, cfg)
         st = self.stats[side]
         rng = self._rng
         st.sent += 1
@@ -267,6 +320,45 @@ class LinkSim:
             st.duplicated += 1
             st.corrupted += corrupted  # the copy carries the same flipped bit
             self._push(arrive + rng.uniform(0.0, cfg.reorder_delay), _DELIVER, target, item)
+        return True
+
+    def _transmit_fragments(self, side: int, p: Packet, cfg: LinkConfig) -> bool:
+        """:meth:`_transmit` with fragments modelled one by one (``reassembly``)."""
+        st = self.stats[side]
+        rng = self._rng
+        st.sent += 1
+        size = HEADER_LEN + len(p.payload) + cfg.overhead
+        n = cfg.fragments(size)
+        per = -(-size // n)  # bytes per fragment, near enough
+        now = self.now
+        depart = now
+        admitted = n
+        if cfg.bandwidth is not None:
+            rate = cfg.bandwidth / 8.0
+            busy = self._busy_until[side]
+            backlog = (busy - now) * rate if busy > now else 0.0
+            if cfg.queue is not None:
+                room = cfg.queue - backlog
+                admitted = min(n, int(room // per)) if room > 0 else 0
+            depart = (busy if busy > now else now) + admitted * per / rate
+            if admitted:
+                self._busy_until[side] = depart
+        arrived = admitted
+        if cfg.loss:
+            arrived = sum(1 for _ in range(admitted) if rng.random() >= cfg.loss)
+            if arrived < admitted:
+                st.lost += 1
+        if arrived < n:
+            if arrived and n > 1:
+                st.partial += 1
+                self._push(depart + cfg.delay, _PIN, 1 - side, arrived * (per + _FRAGMENT_OVERHEAD))
+            if admitted < n:
+                if cfg.refuse:
+                    return False
+                st.queue_drops += 1
+            return True
+        item: object = encode(p) if self._wire else p
+        self._push(depart + cfg.delay, _DELIVER_FRAGMENTED if n > 1 else _DELIVER, 1 - side, item)
         return True
 
     def _deliver(self, side: int, item: object) -> None:

@@ -117,9 +117,6 @@ def test_256_mib_across_a_lossy_nat_arrives_byte_exact(stack: Stack, tmp_path: P
         stack.lab.set_link("nat-p", Link())
 
 
-@pytest.mark.xfail(strict=False, reason="open defect (issue 5): a lost large segment is resent whole as ~45 IP "
-                   "fragments; under loss the partial trains can pin the receiver's reassembly memory for 30 s "
-                   "and the stream stalls or resets (intermittent: passed in 2 of 3 fresh-clone runs)")
 def test_default_segments_survive_a_lossy_nat(stack: Stack, tmp_path: Path) -> None:
     # 64 KB segments are ~45 IP fragments: at 2 % loss per packet each is
     # lost 60 % of the time. The stream must shrink its segments and go on.

@@ -73,3 +73,43 @@ def test_seeded_runs_repeat_exactly():
 def test_bad_config_is_refused():
     with pytest.raises(ValueError):
         LinkConfig(loss=1.5)
+
+
+def test_partial_trains_pin_reassembly_memory_until_the_timeout():
+    # The lab's stall, modelled: a sender queue that fills in the middle of a
+    # 45-fragment datagram lets the first fragments out and refuses the rest;
+    # those fragments fill the receiver's reassembly memory, and until they
+    # time out no fragmented datagram can be reassembled -- unfragmented ones
+    # still arrive.
+    cfg = LinkConfig(delay=0.001, bandwidth=100e6, queue=100_000, refuse=True, mtu=1500,
+                     reassembly=150_000, reassembly_timeout=30.0)
+    a, b = Node(), Node()
+    big = [Packet(PROTO_DATAGRAM, payload=bytes([i]) * 60_000) for i in range(4)]
+    a.queue = list(big)
+    sim = LinkSim(a, b, cfg, seed=1)
+    sim.start()  # 1st fits, 2nd leaves a partial train, 3rd and 4th find the queue full
+    sim.run(until=1.0)
+    st = sim.stats[0]
+    assert [d[0] for _, d in b.got] == [0] and st.refused == 3 and st.partial == 1
+    # The train pinned ~30 fragments (~70 KB): not yet full. One more partial
+    # train (random loss now) fills it.
+    sim.links = (LinkConfig(delay=0.001, mtu=1500, loss=0.5, reassembly=50_000, reassembly_timeout=30.0), cfg)
+    a.queue = [big[1]]
+    sim.flush(0)
+    sim.run(until=2.0)
+    assert st.partial == 2 and len(b.got) == 1
+    sim.links = (LinkConfig(delay=0.001, mtu=1500, reassembly=50_000, reassembly_timeout=30.0), cfg)
+    a.queue = [big[2], Packet(PROTO_DATAGRAM, payload=b"small")]
+    sim.flush(0)
+    sim.run(until=3.0)
+    assert [d for _, d in b.got][1:] == [b"small"] and st.reassembly_drops == 1
+    a.queue = [big[3]]  # after the timeout the memory is free again
+    sim.run(until=32.0)
+    sim.flush(0)
+    sim.run(until=33.0)
+    assert b.got[-1][1] == big[3].payload
+
+
+def test_reassembly_needs_an_mtu():
+    with pytest.raises(ValueError):
+        LinkConfig(reassembly=4 << 20)

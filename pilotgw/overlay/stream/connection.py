@@ -47,7 +47,7 @@ from pilotgw.overlay.stream.events import (
     StreamEnded,
     StreamError,
 )
-from pilotgw.overlay.stream.options import WINDOW_UNIT, StreamOptions
+from pilotgw.overlay.stream.options import REFERENCE_MSS, WINDOW_UNIT, StreamOptions
 from pilotgw.overlay.stream.reassembly import DROPPED, DUPLICATE, FILLED, IN_ORDER, ReceiveBuffer
 from pilotgw.overlay.stream.recovery import Scoreboard
 from pilotgw.overlay.stream.rtt import RttEstimator
@@ -112,6 +112,9 @@ class Connection:
         "_recovery_point",
         "_cwnd_limited",
         "_rto_retries",
+        "_refused_since_rto",
+        "_progress_at",
+        "_byte_ranges",
         "_pto",
         "_tlp_due",
         "_tlp_used",
@@ -196,6 +199,9 @@ class Connection:
         self._recovery_point = 0
         self._cwnd_limited = False
         self._rto_retries = 0
+        self._refused_since_rto = False
+        self._progress_at = now
+        self._byte_ranges = options.mss > REFERENCE_MSS
         self._pto = _INF
         self._tlp_due = False
         self._tlp_used = False
@@ -316,6 +322,7 @@ class Connection:
                                    f" after {self.segments_sent} segments")
         opts = self.options
         seg.set_maximum(mss)
+        self._byte_ranges = mss > REFERENCE_MSS
         self._cc = new_controller(opts.congestion, mss, opts.initial_window * mss)
 
     @property
@@ -492,7 +499,14 @@ class Connection:
         if now >= self._rto_deadline:
             rtt = self._rtt
             if sb.outstanding:
-                self._rto_retries += 1
+                if self._refused_since_rto:
+                    # Our own queue refused what we sent (other streams of
+                    # this node fill the uplink): no sign that the peer or the
+                    # path is gone, so this timeout does not count towards
+                    # giving up. The idle timeout still ends a dead peer.
+                    self._refused_since_rto = False
+                else:
+                    self._rto_retries += 1
                 if self._rto_retries > self.options.max_rto_retries:
                     self._fail("timeout", f"no acknowledgement after {self._rto_retries - 1} retransmissions", rst=True)
                     return
@@ -605,16 +619,30 @@ class Connection:
             rtt.sample(r)
             self._pto = 2 * rtt.srtt
         if delivered:
-            # The path works: forget the timeout backoff at once rather than
+            # The path works. Forget the timeout backoff at once rather than
             # at the next Karn-safe sample, which after a timeout may be many
-            # round trips away (every segment in flight is a retransmission).
-            # Otherwise the next lost tail waits out a doubled timeout, and a
-            # few in a row stall the stream for tens of seconds (as QUIC
-            # resets its PTO backoff on any acknowledgement).
+            # round trips away (every segment in flight is a retransmission):
+            # otherwise the next lost tail waits out a doubled timeout, and a
+            # few in a row stall the stream for tens of seconds (QUIC resets
+            # its PTO backoff on any acknowledgement). And restart the
+            # timeout: while SACKs arrive, holes -- lost retransmissions
+            # too -- are RACK's to find, and a timeout would only throw the
+            # window away. Counting timeouts towards giving up while the peer
+            # is plainly answering aborted healthy streams within a couple of
+            # seconds whenever the oldest segment stayed lost; a peer that
+            # answers but never lets the cumulative ACK move is caught by the
+            # stall limit below instead.
             rtt.backoff = 0
+            self._rto_retries = 0
+            if not advanced and sb.outstanding:
+                if now - self._progress_at > self.options.stall_timeout:
+                    self._fail("stalled", f"no cumulative acknowledgement for {now - self._progress_at:.0f} s"
+                               " while the peer acknowledged later data", rst=True)
+                    return
+                self._rto_deadline = now + rtt.current_rto()
         if advanced:
             self._snd_una = ack
-            self._rto_retries = 0
+            self._progress_at = now
             self._tlp_used = False
             if self._in_recovery and ack >= self._recovery_point:
                 self._in_recovery = False
@@ -678,11 +706,13 @@ class Connection:
         if not lost:
             return
         self._local_drops += lost
+        self._refused_since_rto = True
         if not self._in_recovery:
             self._in_recovery = True
             self._recovery_point = self._snd_nxt
             self._shrink()
             self._cc.on_congestion(now, self._snd_nxt - self._snd_una)
+        self._cc.on_local_drop(now, sb.pipe)
         srtt = self._rtt.srtt
         self._hold_until = now + (srtt / 4 if srtt > 0.004 else 0.001)
 
@@ -869,10 +899,20 @@ class Connection:
 
         # 1. Segments declared lost, lowest first, within the congestion window.
         if sb.lost and not held:
+            byte_ranges = self._byte_ranges
             while sb.pipe < cc.cwnd:
                 seg = sb.pop_lost()
                 if seg is None:
                     break
+                if byte_ranges:
+                    # A peer that reassembles by byte range gets a lost
+                    # segment back in pieces: of the current size the first
+                    # time, unfragmented ones after that (see the module doc
+                    # of .segsize for why identical copies can starve).
+                    cap = self._seg.size if seg.tx < 2 else self._seg.minimum
+                    if seg.end - seg.start > cap:
+                        sb.split(seg, cap)
+                        continue
                 out.append(Packet(PROTO_STREAM, _ACK, src_net, src_node, dst_net, dst_node, sport, dport, seg.start & MASK, rcv_ack, adv, seg.data))
                 sb.retransmit(seg, now)
                 self.retransmitted += 1
@@ -931,7 +971,9 @@ class Connection:
                 self.retransmitted += 1
         if sent_new or (sb.outstanding and len(out) != n_before):
             if self._rto_deadline == _INF:
+                # Nothing was outstanding: the stall clock starts now.
                 self._rto_deadline = now + self._rtt.current_rto()
+                self._progress_at = now
             if sent_new and not self._tlp_used and self._pto != _INF:
                 pto = self._pto
                 if sb.outstanding == 1:
@@ -996,6 +1038,7 @@ class Connection:
     def _stop_timers(self) -> None:
         self._t_rtx = self._rto_deadline = self._tlp_deadline = _INF
         self._t_ack = self._t_persist = self._t_linger = _INF
+        self._hold_until = -_INF
         self._ack_now = False
         self._dupacks_owed = 0
         self._tlp_due = self._probe_due = False

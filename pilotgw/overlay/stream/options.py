@@ -59,8 +59,15 @@ class StreamOptions:
     initial_rto: float = 1.0
     min_rto: float = 0.200
     max_rto: float = 10.0
-    #: Consecutive retransmission timeouts without progress before we give up (RST).
+    #: Consecutive retransmission timeouts with nothing acknowledged in
+    #: between (cumulatively or by SACK) before we give up (RST): the peer or
+    #: the path is gone. With the default bounds that is about 40 s.
     max_rto_retries: int = 8
+    #: Give up (RST) when the peer keeps acknowledging later data by SACK but
+    #: the cumulative ACK has not moved for this long with data outstanding.
+    #: Longer than the kernel's 30 s fragment-reassembly timeout, after which
+    #: any path that delivers anything delivers the oldest segment too.
+    stall_timeout: float = 60.0
     #: SYN retransmission schedule (the reference's DialInitialRTO/DialMaxRTO/DialMaxRetries).
     syn_rto: float = 1.0
     syn_max_rto: float = 8.0
@@ -92,3 +99,5 @@ class StreamOptions:
             raise ValueError("ack_every, initial_window and send_buffer must be positive")
         if not 0 < self.min_rto <= self.initial_rto <= self.max_rto:
             raise ValueError("need 0 < min_rto <= initial_rto <= max_rto")
+        if not self.stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be positive, not {self.stall_timeout}")

@@ -130,6 +130,35 @@ class Scoreboard:
                 return seg
         return None
 
+    def split(self, seg: Segment, size: int) -> None:
+        """Replace ``seg`` -- declared lost and just taken with :meth:`pop_lost`
+        -- by lost pieces of at most ``size`` bytes, queued ahead of every other
+        lost segment so they are resent next, lowest first.
+
+        Why: a large segment travels as dozens of IP fragments. Under
+        congestion each attempt loses some of them, and the partial trains
+        left at the receiver fill its reassembly memory for the kernel's
+        fragment timeout (30 s), so an identical copy may never get through
+        while smaller ones do. Only a receiver that reassembles by byte range
+        (pilotgw) accepts the pieces; the caller decides when that holds.
+        The pieces keep the segment's send time and count (no RTT sample)."""
+        start, data = seg.start, seg.data
+        pieces = []
+        for off in range(0, len(data), size):
+            piece = Segment(start + off, data[off : off + size], seg.sent_at)
+            piece.tx = seg.tx
+            piece.state = LOST
+            pieces.append(piece)
+        segs = self.segs
+        k = bisect_right(segs, start, self.head, len(segs), key=_start) - 1
+        if segs[k] is not seg:
+            raise AssertionError(f"split: segment {seg.start}..{seg.end} is not outstanding")
+        segs[k : k + 1] = pieces
+        # Retired: the queues may still name it (a segment can be queued as
+        # lost more than once), and nothing may ever resend it again.
+        seg.state = ACKED
+        self.lost.extendleft(reversed(pieces))
+
     @property
     def outstanding(self) -> int:
         """Number of segments sent and not cumulatively acknowledged."""

@@ -9,8 +9,17 @@ the time and the stream stops. So each loss episode shrinks the size of
 (counted in segments, see :data:`GROW_SEGMENTS`) grow it back towards the
 negotiated maximum.
 
-Only the cutting of new data changes: a segment keeps its byte range for
-ever, so every retransmission stays identical (§1.11.3).
+To a reference peer a segment keeps its byte range for ever, so every
+retransmission stays identical (§1.11.3). A pilotgw peer (one that agreed to
+segments over the reference's 4096 bytes) reassembles by byte range, and
+there a lost segment is resent in pieces: of the current size the first
+time, of ``minimum`` (unfragmented) after that. Resending a large segment
+whole can starve it: a qdisc that overflows halfway through a datagram lets
+its first fragments out (``sendto`` still fails), every such partial train
+pins the receiver's IP reassembly memory for 30 s (``ipfrag_time``), and
+once that memory is full no fragmented datagram is reassembled at all; a
+retry as soon as the queue has *some* room makes another partial train.
+Pieces that fit one packet get through all the same.
 """
 
 from __future__ import annotations

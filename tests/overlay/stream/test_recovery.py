@@ -68,3 +68,45 @@ def test_sack_blocks_across_2_32():
     assert [s.state for s in sb.segs] == [IN_FLIGHT, SACKED, IN_FLIGHT]
     sb.on_ack(una + 300, None, 0.02, 1.0)
     assert all(s.state == ACKED for s in sb.segs[: sb.head]) and sb.outstanding == 0
+
+
+def test_split_replaces_a_lost_segment_with_lost_pieces_resent_first():
+    sb = board(4, size=1000)  # [1,1001) [1001,2001) [2001,3001) [3001,4001)
+    sb.on_ack(1, [(2001, 3001)], 0.05, 1.0)
+    assert sb.detect_losses(1.0, 0.0) == 2
+    seg = sb.pop_lost()
+    assert seg.start == 1 and sb.pipe == 1000  # only the last one is in flight
+    sb.split(seg, 300)
+    pieces = [sb.pop_lost() for _ in range(4)]
+    assert [(p.start, p.end) for p in pieces] == [(1, 301), (301, 601), (601, 901), (901, 1001)]
+    assert b"".join(p.data for p in pieces) == seg.data
+    assert all(p.state == LOST and p.tx == 1 for p in pieces) and sb.pipe == 1000
+    assert sb.pop_lost().start == 1001  # the other lost segment comes after the pieces
+    for p in pieces[:2]:
+        sb.retransmit(p, 1.1)
+    assert sb.pipe == 1600
+    # The pieces are ordinary segments: a cumulative ACK covers them.
+    assert sb.on_ack(601, None, 1.2, 1.0) == 600
+    assert sb.rtt_sample == -1.0  # retransmissions give no sample (Karn)
+    assert sb.pipe == 1000 and sb.outstanding == 5 and sb.segs[sb.head].start == 601
+
+
+def test_a_split_segment_queued_twice_as_lost_is_never_resent_again():
+    # A segment can sit in the lost queue twice (lost, probed, refused
+    # again). After the first entry split it, the second must find nothing:
+    # splitting the replaced segment again overlapped pieces and leaked
+    # bytes into the pipe, throttling the stream to one segment per RTT.
+    sb = board(2, size=1000)
+    sb.on_ack(1, [(1001, 2001)], 0.05, 1.0)
+    assert sb.detect_losses(1.0, 0.0) == 1
+    seg = sb.lost[0]
+    sb.retransmit(seg, 1.0)  # a loss probe, while still queued
+    assert sb.mark_unsent(1, 1.0)  # refused: queued as lost again
+    assert sb.pop_lost() is seg
+    sb.split(seg, 400)
+    pieces = [sb.pop_lost() for _ in range(3)]
+    assert [(p.start, p.end) for p in pieces] == [(1, 401), (401, 801), (801, 1001)]
+    assert sb.pop_lost() is None and sb.pipe == 0
+    for p in pieces:
+        sb.retransmit(p, 1.1)
+    assert sb.pipe == 1000 == sum(p.end - p.start for p in sb.segs[sb.head:] if p.state == IN_FLIGHT)

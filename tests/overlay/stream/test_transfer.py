@@ -233,3 +233,23 @@ def test_sends_refused_by_a_full_local_queue_are_resent_promptly():
     assert r.exact and not r.errors
     assert r.sim.stats[0].refused > 0 and st.local_drops > 0 and r.sim.stats[0].queue_drops == 0
     assert r.finished_at < 1.25 * ideal and st.timeouts <= 1
+
+
+def test_partial_fragment_trains_at_a_full_local_queue_do_not_starve_the_stream():
+    # The fan-out lab's abort, modelled fragment by fragment: the sender's
+    # qdisc (256 KiB) overflows in the middle of 45-fragment datagrams, so
+    # each refused 64 KiB segment still sends a partial train, which pins the
+    # receiver's 4 MiB reassembly memory for 30 s. Resent whole as soon as the
+    # queue had some room, a lost segment made another partial train every
+    # time and never arrived: the connection reset itself. Resent in pieces
+    # (unfragmented ones from the second resend on), 32 MiB over 200 Mbit/s
+    # with 1 % loss take about twice the lossless time.
+    fwd = LinkConfig(delay=0.0005, bandwidth=200e6, queue=256 * 1024, refuse=True, overhead=64, mtu=1500,
+                     loss=0.01, reassembly=4 << 20)
+    r = transfer(32 * MiB, fwd, LinkConfig(delay=0.0005), seed=1, options=LARGE, until=60.0)
+    st = r.client.stats()
+    link = r.sim.stats[0]
+    print(f"\npartial trains: {r.finished_at:.2f} s, {st.retransmits} retransmissions, {st.timeouts} timeouts, {link}")
+    assert r.exact and not r.errors
+    assert link.refused > 0 and link.partial > 0  # the trap was there
+    assert 0 < r.finished_at < 2 * (32 * MiB * 8 / 200e6)

@@ -33,6 +33,12 @@ class CongestionController(Protocol):
     def on_timeout(self, now: float, flight: int) -> None:
         """The retransmission timer fired: collapse to the loss window."""
 
+    def on_local_drop(self, now: float, pipe: int) -> None:
+        """The local queue refused packets while ``pipe`` bytes were in
+        flight (sent and not yet acknowledged, SACKed or lost): that is all
+        the path and our own queue hold, so the window must not exceed it.
+        Called for every refusal, in a loss episode or not."""
+
 
 #: Name (``StreamOptions.congestion``) -> factory taking (mss, initial window in bytes).
 CONTROLLERS: dict[str, Callable[[int, int], CongestionController]] = {

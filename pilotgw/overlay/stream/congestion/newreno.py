@@ -41,3 +41,14 @@ class NewReno:
         self.ssthresh = max(base // 2, 2 * self.mss)
         self.cwnd = self.mss
         self._acc = 0
+
+    def on_local_drop(self, now: float, pipe: int) -> None:
+        # Like Linux's reaction to a local qdisc drop (TCP CWR), but at every
+        # refusal: halving once per episode left the window far above what
+        # the queue holds, and 40 % of sends were refused and redone.
+        # ssthresh stays: slow start regains what a momentarily small pipe cost.
+        floor = 2 * self.mss
+        cap = pipe if pipe > floor else floor
+        if cap < self.cwnd:
+            self.cwnd = cap
+            self._acc = 0
