@@ -17,8 +17,9 @@ first dial until the last receiver's verified RESULT:
 
 * ``one``    -- ``s`` to ``r1``;
 * ``many``   -- ``s`` to ``r1``..``rN`` in one ``send_file`` call (the chain);
-* ``copies`` -- N ``send_file`` calls at once, one per receiver: N copies
-  through ``s``'s uplink, the reference the chain is measured against.
+* ``copies`` -- N ``send_file`` calls at once, one per receiver, each through
+  its own IPC client (as N senders would): N copies through ``s``'s uplink,
+  the reference the chain is measured against.
 
 Every received file is checked (SHA-256) and removed after its phase.
 
@@ -229,8 +230,17 @@ class FanoutLab:
             targets = [Addr(0, n) for n in nodes]
             start = time.monotonic()
             if copies:
-                runs = await asyncio.gather(
-                    *(filetransfer.send_file(client.dial, [t], path, progress=progress) for t in targets))
+                # One IPC client per copy, as N senders would be: through one
+                # client, a copy whose stream is full pauses the daemon's
+                # reading of that client's socket and the others queue behind.
+                extra = [await connect(self.socket(SENDER)) for _ in targets[1:]]
+                try:
+                    runs = await asyncio.gather(
+                        *(filetransfer.send_file(c.dial, [t], path, progress=progress)
+                          for c, t in zip([client, *extra], targets)))
+                finally:
+                    for c in extra:
+                        await c.close()
                 results = [d for run in runs for d in run]
             else:
                 results = await filetransfer.send_file(client.dial, targets, path, progress=progress)
