@@ -119,6 +119,18 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
+BEACON = ("127.0.0.1", 9001)
+
+
+def behind_beacon(net: "Net | None" = None) -> tuple["Net", "Registry", "Node"]:
+    """A network, a registry and node 10 on port 4001 whose configured beacon is :data:`BEACON`."""
+    net = net if net is not None else Net()
+    registry = Registry()
+    a = Node(net, registry, 10, 4001)
+    a.tunnel.beacon = BEACON
+    return net, registry, a
+
+
 def test_drop_forgets_the_peer_and_the_next_packet_keys_afresh():
     async def main():
         net, registry = Net(), Registry()
@@ -251,11 +263,9 @@ def test_peer_path_direct_punched_and_relay_in_peer_info():
     from pilotgw.overlay import beacon as bmsg
 
     async def main():
-        beacon = ("127.0.0.1", 9001)
+        beacon = BEACON
         hold = [True]
-        net, registry = Net(drop=lambda src, dst, data: hold[0] and src == ("127.0.0.1", 4002)), Registry()
-        a = Node(net, registry, 10, 4001)
-        a.tunnel.beacon = beacon
+        net, registry, a = behind_beacon(Net(drop=lambda src, dst, data: hold[0] and src == ("127.0.0.1", 4002)))
         b = Node(net, registry, 20, 4002)
         c = Node(net, registry, 30, 4003)
         # C: keyed and answering directly, no punch: "direct".
@@ -290,11 +300,10 @@ def test_every_stun_answer_from_the_beacon_reaches_on_observed():
     from pilotgw.overlay import beacon as bmsg
 
     async def main():
-        beacon = ("127.0.0.1", 9001)
-        net, registry = Net(), Registry()
-        a = Node(net, registry, 10, 4001)
+        beacon = BEACON
+        net, registry, a = behind_beacon()
         seen: list[Addr] = []
-        a.tunnel.beacon, a.tunnel.on_observed = beacon, seen.append
+        a.tunnel.on_observed = seen.append
         reply = bmsg.encode(bmsg.DiscoverReply("203.0.113.7", 40001))
         stun = asyncio.ensure_future(a.tunnel.stun(timeout=1.0))
         await until(lambda: any(dst == beacon for _, _, dst, _ in net.sent))
@@ -338,10 +347,8 @@ def test_punch_commands_for_many_targets_at_once_are_all_punched_within_the_tota
     from pilotgw.overlay import beacon as bmsg
 
     async def main():
-        beacon = ("127.0.0.1", 9001)
-        net, registry = Net(), Registry()
-        a = Node(net, registry, 10, 4001)
-        a.tunnel.beacon = beacon
+        beacon = BEACON
+        net, registry, a = behind_beacon()
 
         def pilps(port: int) -> int:
             return sum(1 for _, src, dst, data in net.sent if src == a.addr and dst[1] == port and data == b"PILP")
@@ -375,10 +382,8 @@ def test_punch_request_is_repeated_with_the_pila_retries():
     from pilotgw.overlay import beacon as bmsg
 
     async def main():
-        beacon = ("127.0.0.1", 9001)
-        net, registry = Net(), Registry()
-        a = Node(net, registry, 10, 4001)
-        a.tunnel.beacon = beacon
+        beacon = BEACON
+        net, registry, a = behind_beacon()
         registry.endpoints[30] = "127.0.0.1:4999"  # behind a NAT that drops us until punched
         registry.keys[30] = identity.generate().public_key
         a.ping(30)
